@@ -1,0 +1,49 @@
+"""lashstore: a durable session store for AI-agent runtimes.
+
+    import lashstore
+    with lashstore.open("sqlite:///.lashstore") as dep:
+        store = dep.sessions.create_store("chat-1", model="gpt-5")
+        ...
+"""
+
+from __future__ import annotations
+
+from .backends.memory import MemorySessionStore, MemorySessionStoreFactory
+from .backends.sqlite import SqliteSessionStore, SqliteSessionStoreFactory, safe_file_name
+from .clock import Clock, ManualClock, RandomIds, SystemClock
+from .codec import canonical_json, stable_hash
+from .contracts import SessionStore, SessionStoreFactory
+from .deployment import Deployment, open
+from .errors import *  # noqa: F401,F403
+from .errors import __all__ as _errors_all
+from .model import *  # noqa: F401,F403
+from .model import __all__ as _model_all
+from .options import StoreOptions
+from .rules.commit import turn_commit_hash
+from .rules.usage import merge_ledger
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "open",
+    "Deployment",
+    "StoreOptions",
+    "SessionStore",
+    "SessionStoreFactory",
+    "MemorySessionStore",
+    "MemorySessionStoreFactory",
+    "SqliteSessionStore",
+    "SqliteSessionStoreFactory",
+    "safe_file_name",
+    "Clock",
+    "SystemClock",
+    "ManualClock",
+    "RandomIds",
+    "canonical_json",
+    "stable_hash",
+    "turn_commit_hash",
+    "merge_ledger",
+    *_errors_all,
+    *_model_all,
+]

@@ -1,0 +1,152 @@
+"""asyncio facade: the same names as the sync classes, awaited.
+
+Each whole store operation runs in one hop on the store's own worker thread (a hop costs about
+a hundred microseconds, a SQLite read a few; hopping per statement would multiply the cost).
+One thread per store also keeps that store's operations in submission order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import os
+from typing import Any
+
+from .contracts import SessionStore, SessionStoreFactory
+from .deployment import Deployment
+from .deployment import open as _open_sync
+
+__all__ = ["AsyncSessionStore", "AsyncSessionStoreFactory", "AsyncDeployment", "open", "wrap_store"]
+
+_STORE_METHODS = (
+    "durability_tier",
+    "put_blob",
+    "put_artifact_blob",
+    "get_blob",
+    "blob_info",
+    "blob_stats",
+    "put_typed_blob",
+    "get_typed_blob",
+    "put_checkpoint",
+    "get_checkpoint",
+    "put_artifact",
+    "get_artifact",
+    "delete_artifact",
+    "list_artifacts",
+    "save_session_meta",
+    "load_session_meta",
+    "load_picker_info",
+    "load_head",
+    "load_session",
+    "load_node",
+    "load_usage",
+    "commit_runtime_state",
+    "tombstone_nodes",
+    "vacuum",
+    "gc_unreachable",
+)
+
+_FACTORY_METHODS = ("create_store", "open_store", "has_session", "delete_session", "list_sessions")
+
+
+class _Hop:
+    def __init__(self, target: Any, name: str) -> None:
+        self._target = target
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lashstore-{name}")
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def _shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _method(name: str) -> Any:
+    async def call(self: _Hop, *args: Any, **kwargs: Any) -> Any:
+        return await self._call(getattr(self._target, name), *args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+class AsyncSessionStore(_Hop):
+    """Async twin of a `SessionStore`; `await store.commit_runtime_state(commit)`."""
+
+    def __init__(self, store: SessionStore) -> None:
+        super().__init__(store, "store")
+
+    @property
+    def sync(self) -> SessionStore:
+        """The wrapped synchronous store."""
+        return self._target
+
+    @property
+    def session_id(self) -> str | None:
+        return self._target.session_id
+
+    async def close(self) -> None:
+        await self._call(self._target.close)
+        self._shutdown()
+
+    async def __aenter__(self) -> "AsyncSessionStore":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+for _n in _STORE_METHODS:
+    setattr(AsyncSessionStore, _n, _method(_n))
+
+
+class AsyncSessionStoreFactory(_Hop):
+    def __init__(self, factory: SessionStoreFactory) -> None:
+        super().__init__(factory, "factory")
+
+    @property
+    def sync(self) -> SessionStoreFactory:
+        return self._target
+
+    def durability_tier(self) -> Any:
+        return self._target.durability_tier()
+
+    async def create_store(self, session_id: str, **kw: Any) -> AsyncSessionStore:
+        return AsyncSessionStore(await self._call(self._target.create_store, session_id, **kw))
+
+    async def open_store(self, session_id: str) -> AsyncSessionStore:
+        return AsyncSessionStore(await self._call(self._target.open_store, session_id))
+
+    async def close(self) -> None:
+        await self._call(self._target.close)
+        self._shutdown()
+
+
+for _n in ("has_session", "delete_session", "list_sessions"):
+    setattr(AsyncSessionStoreFactory, _n, _method(_n))
+
+
+def wrap_store(store: SessionStore) -> AsyncSessionStore:
+    return AsyncSessionStore(store)
+
+
+class AsyncDeployment:
+    def __init__(self, deployment: Deployment) -> None:
+        self.sync = deployment
+        self.url = deployment.url
+        self.sessions = AsyncSessionStoreFactory(deployment.sessions)
+
+    async def close(self) -> None:
+        await self.sessions.close()
+
+    async def __aenter__(self) -> "AsyncDeployment":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def open(url: str | os.PathLike[str] | None = None, **kw: Any) -> AsyncDeployment:
+    """`lashstore.open`, with async factories and stores. Opening does no I/O worth a hop."""
+    return AsyncDeployment(_open_sync(url, **kw))

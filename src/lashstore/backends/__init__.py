@@ -1,0 +1,1 @@
+"""Backends: memory (the oracle), sqlite (the embedded default)."""

@@ -1,0 +1,171 @@
+"""Encoding work shared by the backends: done before a transaction, so locks are held briefly."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msgspec
+
+from ..codec import decode_blob, encode_blob, pack, pack_canonical, unpack
+from ..errors import CorruptRecord
+from ..model.blobs import BlobDescriptor, BlobKind, BlobProfile
+from ..model.session import (
+    GraphNode,
+    HydratedSessionCheckpoint,
+    RuntimeCommitResult,
+    SessionCheckpoint,
+    SessionMeta,
+    SessionRelation,
+)
+
+__all__ = [
+    "PreparedBlob",
+    "PreparedCheckpoint",
+    "HeadBody",
+    "prepare_blob",
+    "prepare_checkpoint",
+    "decode_manifest",
+    "decode_typed",
+    "decode_node",
+    "decode_head_body",
+    "decode_result",
+    "decode_relation",
+    "hydrate",
+]
+
+
+class PreparedBlob(NamedTuple):
+    ref: str
+    kind: str
+    compression: str
+    raw_size: int
+    stored: bytes
+
+
+class PreparedCheckpoint(NamedTuple):
+    checkpoint_ref: str
+    manifest: SessionCheckpoint
+    blobs: list[PreparedBlob]  # snapshots first, the manifest last
+    passthrough_refs: list[str]  # refs the caller supplied without content; they must exist
+
+
+class HeadBody(msgspec.Struct, array_like=True):
+    """The opaque part of a head, stored as one msgpack value."""
+
+    config: Any
+    agent_frames: list[Any]
+    current_agent_frame_id: str
+
+
+def prepare_blob(content: bytes, descriptor: BlobDescriptor, profile: BlobProfile, level: int) -> PreparedBlob:
+    ref, compression, stored = encode_blob(content, descriptor, profile, level)
+    return PreparedBlob(ref, descriptor.kind.value, compression.value, len(content), stored)
+
+
+def prepare_checkpoint(cp: HydratedSessionCheckpoint, profile: BlobProfile, level: int) -> PreparedCheckpoint:
+    blobs: list[PreparedBlob] = []
+    passthrough: list[str] = []
+    tool_ref = cp.tool_state_ref
+    if cp.tool_state is not None:
+        b = prepare_blob(pack_canonical(cp.tool_state), BlobDescriptor.tool_state_snapshot(), profile, level)
+        blobs.append(b)
+        tool_ref = b.ref
+    elif tool_ref is not None:
+        passthrough.append(tool_ref)
+    plugin_ref = cp.plugin_snapshot_ref
+    if cp.plugin_snapshot is not None:
+        b = prepare_blob(pack_canonical(cp.plugin_snapshot), BlobDescriptor.plugin_session_snapshot(), profile, level)
+        blobs.append(b)
+        plugin_ref = b.ref
+    elif plugin_ref is not None:
+        passthrough.append(plugin_ref)
+    exec_ref = cp.execution_state_ref
+    if cp.execution_state is not None:
+        b = prepare_blob(bytes(cp.execution_state), BlobDescriptor.execution_state_snapshot(), profile, level)
+        blobs.append(b)
+        exec_ref = b.ref
+    elif exec_ref is not None:
+        passthrough.append(exec_ref)
+    manifest = SessionCheckpoint(
+        turn_state=cp.turn_state,
+        tool_state_ref=tool_ref,
+        plugin_snapshot_ref=plugin_ref,
+        plugin_snapshot_revision=cp.plugin_snapshot_revision,
+        execution_state_ref=exec_ref,
+    )
+    mb = prepare_blob(pack_canonical(manifest), BlobDescriptor.checkpoint_manifest(), profile, level)
+    blobs.append(mb)
+    return PreparedCheckpoint(mb.ref, manifest, blobs, passthrough)
+
+
+def _decode(data: bytes, type_: Any, what: str, key: str) -> Any:
+    try:
+        return unpack(data, type_)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise CorruptRecord(what, key, str(e)) from None
+
+
+def decode_manifest(ref: str, data: bytes) -> SessionCheckpoint:
+    return _decode(data, SessionCheckpoint, "checkpoint manifest", ref)
+
+
+def decode_typed(ref: str, data: bytes, type_: Any = Any) -> Any:
+    return _decode(data, type_, "typed blob", ref)
+
+
+def decode_node(node_id: str, data: bytes) -> GraphNode:
+    return _decode(data, GraphNode, "graph node", node_id)
+
+
+def decode_head_body(session_id: str, data: bytes) -> HeadBody:
+    return _decode(data, HeadBody, "session head", session_id)
+
+
+def decode_result(key: str, data: bytes) -> RuntimeCommitResult:
+    return _decode(data, RuntimeCommitResult, "turn commit result", key)
+
+
+def decode_relation(session_id: str, data: bytes) -> SessionRelation:
+    return _decode(data, SessionRelation, "session relation", session_id)
+
+
+def encode_meta_relation(meta: SessionMeta) -> bytes:
+    return pack(meta.relation)
+
+
+def hydrate(ref: str, manifest: SessionCheckpoint, load_blob: Any) -> HydratedSessionCheckpoint:
+    """Fill a checkpoint's snapshots. `load_blob(ref)` returns verified bytes or None if absent.
+
+    A manifest pointing at a missing snapshot is damaged: CorruptRecord, never a silent None.
+    """
+
+    def need(child: str | None, what: str) -> bytes | None:
+        if child is None:
+            return None
+        data = load_blob(child)
+        if data is None:
+            raise CorruptRecord("checkpoint", ref, f"its {what} blob {child} is missing")
+        return data
+
+    tool = need(manifest.tool_state_ref, "tool state")
+    plugin = need(manifest.plugin_snapshot_ref, "plugin snapshot")
+    exe = need(manifest.execution_state_ref, "execution state")
+    return HydratedSessionCheckpoint(
+        turn_state=manifest.turn_state,
+        tool_state_ref=manifest.tool_state_ref,
+        tool_state=None if tool is None else decode_typed(manifest.tool_state_ref or "", tool),
+        plugin_snapshot_ref=manifest.plugin_snapshot_ref,
+        plugin_snapshot=None if plugin is None else decode_typed(manifest.plugin_snapshot_ref or "", plugin),
+        plugin_snapshot_revision=manifest.plugin_snapshot_revision,
+        execution_state_ref=manifest.execution_state_ref,
+        execution_state=exe,
+    )
+
+
+def check_stored_blob(ref: str, kind: str, compression: str, raw_size: int, stored: bytes) -> bytes:
+    """Verified logical bytes of a stored row (shared so both backends check the same way)."""
+    try:
+        BlobKind(kind)
+    except ValueError:
+        raise CorruptRecord("blob", ref, f"unknown kind {kind!r}") from None
+    return decode_blob(ref, compression, raw_size, stored)

@@ -1,0 +1,573 @@
+"""The session store in plain Python: the reference backend and the oracle of the tests.
+
+It follows the SQLite backend decision for decision (both ask `lashstore.rules`), stores every
+record encoded (so nothing the caller mutates later leaks in), and reports the durability tier
+`inline`: it lives as long as the process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...codec import check_json, pack, pack_canonical
+from ...errors import CorruptRecord, QueuedWorkClaimExpired, SessionBindingMismatch, StoreClosed, ValidationError
+from ...model.blobs import BlobDescriptor, BlobInfo, BlobKind, Compression
+from ...model.session import (
+    ActivePath,
+    DurabilityTier,
+    FullGraph,
+    GcReport,
+    GraphNode,
+    HydratedSessionCheckpoint,
+    PersistedSessionRead,
+    RuntimeCommit,
+    RuntimeCommitResult,
+    SessionGraph,
+    SessionHeadMeta,
+    SessionMeta,
+    SessionPickerInfo,
+    SessionReadScope,
+    StoredSessionCheckpoint,
+    TokenLedgerEntry,
+    TokenUsage,
+    VacuumReport,
+)
+from ...options import StoreOptions
+from ...rules import commit as commit_rules
+from ...rules import graph as graph_rules
+from ...rules import validate as v
+from ...rules.gc import mark_reachable
+from ...rules.picker import Summariser, summarise
+from ...rules.usage import merge_ledger
+from ..common import (
+    HeadBody,
+    PreparedBlob,
+    check_stored_blob,
+    decode_head_body,
+    decode_manifest,
+    decode_node,
+    decode_relation,
+    decode_result,
+    decode_typed,
+    hydrate,
+    prepare_blob,
+    prepare_checkpoint,
+)
+
+__all__ = ["MemorySessionStore", "MemoryFile"]
+
+log = logging.getLogger("lashstore")
+
+
+@dataclass
+class _Head:
+    revision: int
+    checkpoint_ref: str | None
+    leaf: str | None
+    node_count: int
+    updated_at_ms: int
+    body: bytes
+
+
+@dataclass
+class _Node:
+    seq: int
+    parent: str | None
+    tombstoned: bool
+    body: bytes
+
+
+@dataclass
+class MemoryFile:
+    """What one SQLite file holds, as dicts. Several stores may share one (as with a file)."""
+
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    blobs: dict[str, tuple[PreparedBlob, int]] = field(default_factory=dict)
+    heads: dict[str, _Head] = field(default_factory=dict)
+    nodes: dict[str, dict[str, _Node]] = field(default_factory=dict)  # session -> id -> node
+    usage: list[tuple[int, str, TokenLedgerEntry]] = field(default_factory=list)
+    turn_commits: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)
+    meta: dict[str, tuple[SessionMeta, bytes]] = field(default_factory=dict)
+    artifacts: dict[tuple[str, str], str] = field(default_factory=dict)
+    seq: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+
+class MemorySessionStore:
+    def __init__(
+        self,
+        *,
+        session_id: str | None = None,
+        options: StoreOptions | None = None,
+        file: MemoryFile | None = None,
+        summariser: Summariser = summarise,
+    ) -> None:
+        if session_id is not None:
+            v.check_id(session_id, "session_id")
+        self._opts = options or StoreOptions()
+        self._f = file if file is not None else MemoryFile()
+        self._fixed = session_id
+        self._bound_cache = session_id
+        self._clock = self._opts.clock
+        self._profile = self._opts.blob_profile
+        self._level = self._opts.compression_level
+        self._summarise = summariser
+        self._commits = 0
+        self._closed = False
+        self.last_gc_error: BaseException | None = None
+        self.path = ":memory:"
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def __enter__(self) -> "MemorySessionStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _lock(self) -> threading.RLock:
+        if self._closed:
+            raise StoreClosed("memory session store is closed")
+        return self._f.lock
+
+    def durability_tier(self) -> DurabilityTier:
+        return DurabilityTier.INLINE
+
+    @property
+    def options(self) -> StoreOptions:
+        return self._opts
+
+    @property
+    def session_id(self) -> str | None:
+        with self._lock():
+            return self._bound()
+
+    def _bound(self) -> str | None:
+        if self._bound_cache is not None:
+            return self._bound_cache
+        ids = list(self._f.heads) or list(self._f.meta)
+        if len(ids) > 1:
+            raise ValidationError("this memory file holds several sessions; open it with session_id=...")
+        if ids:
+            self._bound_cache = ids[0]
+        return self._bound_cache
+
+    def _bind_check(self, session_id: str) -> None:
+        bound = self._bound()
+        if bound is not None and bound != session_id:
+            raise SessionBindingMismatch(bound, session_id)
+
+    # -- blobs ---------------------------------------------------------------------------------
+    def _insert_blobs(self, blobs: list[PreparedBlob], now: int) -> None:
+        for b in blobs:
+            self._f.blobs.setdefault(b.ref, (b, now))
+
+    def _load_blob(self, ref: str) -> bytes | None:
+        entry = self._f.blobs.get(ref)
+        if entry is None:
+            return None
+        b = entry[0]
+        return check_stored_blob(ref, b.kind, b.compression, b.raw_size, b.stored)
+
+    def put_blob(self, content: bytes, descriptor: BlobDescriptor | None = None) -> str:
+        if not isinstance(content, (bytes, bytearray, memoryview)):
+            raise ValidationError(f"blob content must be bytes, got {type(content).__name__}")
+        b = prepare_blob(bytes(content), descriptor or BlobDescriptor(), self._profile, self._level)
+        with self._lock():
+            self._insert_blobs([b], self._clock.now_ms())
+        return b.ref
+
+    def put_artifact_blob(self, descriptor: BlobDescriptor, content: bytes) -> str:
+        return self.put_blob(content, descriptor)
+
+    def get_blob(self, ref: str) -> bytes | None:
+        v.check_ref(ref, "ref")
+        with self._lock():
+            return self._load_blob(ref)
+
+    def blob_info(self, ref: str) -> BlobInfo | None:
+        v.check_ref(ref, "ref")
+        with self._lock():
+            entry = self._f.blobs.get(ref)
+        if entry is None:
+            return None
+        b = entry[0]
+        return BlobInfo(ref, BlobKind(b.kind), Compression(b.compression), b.raw_size, len(b.stored))
+
+    def put_typed_blob(self, value: Any, descriptor: BlobDescriptor | None = None) -> str:
+        check_json(value, "value")
+        return self.put_blob(pack_canonical(value), descriptor)
+
+    def get_typed_blob(self, ref: str, type: Any = Any) -> Any:
+        data = self.get_blob(ref)
+        return None if data is None else decode_typed(ref, data, type)
+
+    def blob_stats(self) -> dict[str, int]:
+        with self._lock():
+            blobs = [b for b, _ in self._f.blobs.values()]
+        return {
+            "count": len(blobs),
+            "raw_bytes": sum(b.raw_size for b in blobs),
+            "stored_bytes": sum(len(b.stored) for b in blobs),
+        }
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _require_refs(self, refs: list[str]) -> None:
+        missing = [r for r in refs if r not in self._f.blobs]
+        if missing:
+            raise ValidationError(f"checkpoint refers to blobs that do not exist: {', '.join(missing)}")
+
+    def put_checkpoint(self, checkpoint: HydratedSessionCheckpoint) -> StoredSessionCheckpoint:
+        v.check_checkpoint(checkpoint)
+        p = prepare_checkpoint(checkpoint, self._profile, self._level)
+        with self._lock():
+            self._require_refs(p.passthrough_refs)
+            self._insert_blobs(p.blobs, self._clock.now_ms())
+        return StoredSessionCheckpoint(p.checkpoint_ref, p.manifest)
+
+    def _get_checkpoint(self, ref: str) -> HydratedSessionCheckpoint | None:
+        data = self._load_blob(ref)
+        if data is None:
+            return None
+        return hydrate(ref, decode_manifest(ref, data), self._load_blob)
+
+    def get_checkpoint(self, ref: str) -> HydratedSessionCheckpoint | None:
+        v.check_ref(ref, "ref")
+        with self._lock():
+            return self._get_checkpoint(ref)
+
+    # -- named artifacts -----------------------------------------------------------------------
+    def put_artifact(self, name: str, content: bytes, *, namespace: str = "default") -> str:
+        v.check_id(name, "name")
+        v.check_id(namespace, "namespace")
+        if not isinstance(content, (bytes, bytearray, memoryview)):
+            raise ValidationError(f"artifact content must be bytes, got {type(content).__name__}")
+        b = prepare_blob(bytes(content), BlobDescriptor.artifact(), self._profile, self._level)
+        with self._lock():
+            self._insert_blobs([b], self._clock.now_ms())
+            self._f.artifacts[(namespace, name)] = b.ref
+        return b.ref
+
+    def get_artifact(self, name: str, *, namespace: str = "default") -> bytes | None:
+        v.check_id(name, "name")
+        with self._lock():
+            ref = self._f.artifacts.get((namespace, name))
+            if ref is None:
+                return None
+            data = self._load_blob(ref)
+        if data is None:
+            raise CorruptRecord("artifact", f"{namespace}/{name}", f"its blob {ref} is missing")
+        return data
+
+    def delete_artifact(self, name: str, *, namespace: str = "default") -> bool:
+        with self._lock():
+            return self._f.artifacts.pop((namespace, name), None) is not None
+
+    def list_artifacts(self, *, namespace: str | None = None) -> list[tuple[str, str, str]]:
+        with self._lock():
+            return sorted(
+                (ns, name, ref)
+                for (ns, name), ref in self._f.artifacts.items()
+                if namespace is None or ns == namespace
+            )
+
+    # -- meta ----------------------------------------------------------------------------------
+    def save_session_meta(self, meta: SessionMeta) -> None:
+        v.check_meta(meta)
+        rel = pack(meta.relation)
+        stored = SessionMeta(
+            session_id=meta.session_id,
+            session_name=meta.session_name,
+            created_at=meta.created_at,
+            model=meta.model,
+            cwd=meta.cwd,
+            relation=decode_relation(meta.session_id, rel),
+        )
+        with self._lock():
+            self._bind_check(meta.session_id)
+            self._f.meta[meta.session_id] = (stored, rel)
+            self._bound_cache = meta.session_id
+
+    def _load_meta(self) -> SessionMeta | None:
+        sid = self._bound()
+        if sid is None or sid not in self._f.meta:
+            return None
+        m, rel = self._f.meta[sid]
+        return SessionMeta(
+            session_id=m.session_id,
+            session_name=m.session_name,
+            created_at=m.created_at,
+            model=m.model,
+            cwd=m.cwd,
+            relation=decode_relation(sid, rel),
+        )
+
+    def load_session_meta(self) -> SessionMeta | None:
+        with self._lock():
+            return self._load_meta()
+
+    def load_picker_info(self) -> SessionPickerInfo | None:
+        with self._lock():
+            meta = self._load_meta()
+            if meta is None:
+                return None
+            nodes = self._live_nodes(meta.session_id)
+        first, count = self._summarise(nodes)
+        return SessionPickerInfo(
+            session_id=meta.session_id,
+            cwd=meta.cwd,
+            relation=meta.relation,
+            first_user_message=first,
+            user_message_count=count,
+        )
+
+    # -- reads ---------------------------------------------------------------------------------
+    def _head_meta(self, sid: str, h: _Head) -> SessionHeadMeta:
+        body = decode_head_body(sid, h.body)
+        return SessionHeadMeta(
+            session_id=sid,
+            head_revision=h.revision,
+            config=body.config,
+            agent_frames=body.agent_frames,
+            current_agent_frame_id=body.current_agent_frame_id,
+            checkpoint_ref=h.checkpoint_ref,
+            leaf_node_id=h.leaf,
+            graph_node_count=h.node_count,
+            updated_at_ms=h.updated_at_ms,
+        )
+
+    def load_head(self) -> SessionHeadMeta | None:
+        with self._lock():
+            sid = self._bound()
+            h = None if sid is None else self._f.heads.get(sid)
+            return None if h is None else self._head_meta(sid, h)  # type: ignore[arg-type]
+
+    def _live_nodes(self, sid: str) -> list[GraphNode]:
+        nodes = self._f.nodes.get(sid, {})
+        return [decode_node(nid, n.body) for nid, n in nodes.items() if not n.tombstoned]
+
+    def _getter(self, sid: str):
+        nodes = self._f.nodes.get(sid, {})
+
+        def get(nid: str) -> tuple[str | None, bool] | None:
+            n = nodes.get(nid)
+            return None if n is None else (n.parent, n.tombstoned)
+
+        return get
+
+    def _usage(self, sid: str) -> list[TokenLedgerEntry]:
+        return merge_ledger(e for _, s, e in self._f.usage if s == sid)
+
+    def load_usage(self) -> list[TokenLedgerEntry]:
+        with self._lock():
+            sid = self._bound()
+            return [] if sid is None else self._usage(sid)
+
+    def load_session(self, scope: SessionReadScope | None = None) -> PersistedSessionRead | None:
+        scope = FullGraph() if scope is None else scope
+        if not isinstance(scope, (FullGraph, ActivePath)):
+            raise ValidationError(f"scope must be FullGraph or ActivePath, got {type(scope).__name__}")
+        with self._lock():
+            sid = self._bound()
+            if sid is None or sid not in self._f.heads:
+                return None
+            head = self._head_meta(sid, self._f.heads[sid])
+            if isinstance(scope, ActivePath):
+                leaf = scope.leaf_node_id if scope.leaf_node_id is not None else head.leaf_node_id
+                nodes_of = self._f.nodes.get(sid, {})
+                ids = graph_rules.active_path(leaf, self._getter(sid), head.graph_node_count + 1)
+                nodes = [decode_node(i, nodes_of[i].body) for i in ids]
+            else:
+                leaf = head.leaf_node_id
+                nodes = self._live_nodes(sid)
+            checkpoint = None
+            if head.checkpoint_ref is not None:
+                checkpoint = self._get_checkpoint(head.checkpoint_ref)
+                if checkpoint is None:
+                    raise CorruptRecord("session head", sid, f"its checkpoint {head.checkpoint_ref} is missing")
+            ledger = self._usage(sid)
+        return PersistedSessionRead(
+            session_id=sid,
+            head_revision=head.head_revision,
+            config=head.config,
+            agent_frames=head.agent_frames,
+            current_agent_frame_id=head.current_agent_frame_id,
+            graph=SessionGraph(nodes, leaf),
+            checkpoint_ref=head.checkpoint_ref,
+            checkpoint=checkpoint,
+            token_ledger=ledger,
+        )
+
+    def load_node(self, node_id: str) -> GraphNode | None:
+        v.check_id(node_id, "node_id")
+        with self._lock():
+            sid = self._bound()
+            n = None if sid is None else self._f.nodes.get(sid, {}).get(node_id)
+            if n is None or n.tombstoned:
+                return None
+            return decode_node(node_id, n.body)
+
+    # -- the turn commit -----------------------------------------------------------------------
+    def commit_runtime_state(self, commit: RuntimeCommit) -> RuntimeCommitResult:
+        v.check_commit(commit)
+        prepared = prepare_checkpoint(commit.checkpoint, self._profile, self._level)
+        graph = commit.graph
+        node_bodies = [pack(n) for n in getattr(graph, "nodes", ())]
+        head_body = pack(HeadBody(commit.config, commit.agent_frames, commit.current_agent_frame_id))
+        sid = commit.session_id
+        with self._lock():
+            self._bind_check(sid)
+            stamp = commit.turn_commit
+            stored = None
+            if stamp is not None and stamp.session_id == sid:
+                stored = self._f.turn_commits.get((stamp.session_id, stamp.turn_id))
+            if commit_rules.check_turn_stamp(commit, stored[0] if stored else None):
+                result = decode_result(f"{sid}/{stamp.turn_id}", stored[1])  # type: ignore[index,union-attr]
+            else:
+                result = self._write_commit(commit, prepared, node_bodies, head_body)
+        self._after_commit()
+        return result
+
+    def _write_commit(self, commit: RuntimeCommit, prepared: Any, node_bodies: list[bytes], head_body: bytes):
+        f = self._f
+        sid = commit.session_id
+        h = f.heads.get(sid)
+        actual, live_count = (h.revision, h.node_count) if h else (0, 0)
+        next_rev = commit_rules.check_cas(commit, actual)
+        self._check_completions(commit)
+        self._require_refs(prepared.passthrough_refs)
+        nodes = f.nodes.get(sid, {})
+        stored = {i: nodes[i].tombstoned for i in graph_rules.ids_to_look_up(commit.graph) if i in nodes}
+        plan = graph_rules.plan_graph_delta(commit.graph, stored, live_count)
+        # Every check passed: apply (nothing below can fail).
+        now = self._clock.now_ms()
+        self._insert_blobs(prepared.blobs, now)
+        for e in commit.usage_deltas:
+            u = e.usage
+            f.usage.append(
+                (
+                    next(f.seq),
+                    sid,
+                    TokenLedgerEntry(
+                        e.source,
+                        e.model,
+                        TokenUsage(
+                            input_tokens=u.input_tokens,
+                            output_tokens=u.output_tokens,
+                            cached_input_tokens=u.cached_input_tokens,
+                            reasoning_tokens=u.reasoning_tokens,
+                        ),
+                    ),
+                )
+            )
+        if plan.replace:
+            nodes = {}
+        else:
+            nodes = dict(nodes)
+        for n, body in zip(plan.insert, node_bodies):
+            nodes[n.node_id] = _Node(next(f.seq), n.parent_node_id, False, body)
+        f.nodes[sid] = nodes
+        f.heads[sid] = _Head(next_rev, prepared.checkpoint_ref, plan.leaf_node_id, plan.node_count, now, head_body)
+        result = RuntimeCommitResult(next_rev, prepared.checkpoint_ref, prepared.manifest)
+        self._consume_completions(commit, now)
+        self._stamp_attachments(commit, now)
+        stamp = commit.turn_commit
+        if stamp is not None:
+            f.turn_commits[(stamp.session_id, stamp.turn_id)] = (stamp.turn_commit_hash, pack(result))
+        self._bound_cache = sid
+        return result
+
+    def _check_completions(self, commit: RuntimeCommit) -> None:
+        for comp in commit.completed_queue_claims:
+            raise QueuedWorkClaimExpired(comp.session_id, comp.claim_id, "this store holds no queued work")
+
+    def _consume_completions(self, commit: RuntimeCommit, now: int) -> None:
+        return None
+
+    def _stamp_attachments(self, commit: RuntimeCommit, now: int) -> None:
+        if commit.committed_attachment_ids:
+            raise ValidationError("committed_attachment_ids: this store has no attachment manifest yet")
+
+    def _after_commit(self) -> None:
+        every = self._opts.auto_gc_every_commits
+        if not every:
+            return
+        self._commits += 1
+        if self._commits % every == 0:
+            try:
+                self.gc_unreachable()
+                self.last_gc_error = None
+            except Exception as e:  # noqa: BLE001
+                self.last_gc_error = e
+                log.error("automatic gc_unreachable after commit failed: %s", e)
+
+    # -- graph maintenance ---------------------------------------------------------------------
+    def tombstone_nodes(self, node_ids: list[str]) -> int:
+        ids = graph_rules.tombstone_ids(node_ids)
+        if not ids:
+            return 0
+        with self._lock():
+            sid = self._bound()
+            if sid is None:
+                return 0
+            nodes = self._f.nodes.get(sid, {})
+            hidden = 0
+            for nid in ids:
+                n = nodes.get(nid)
+                if n is not None and not n.tombstoned:
+                    n.tombstoned = True
+                    hidden += 1
+            h = self._f.heads.get(sid)
+            if hidden and h is not None:
+                h.leaf = graph_rules.repair_leaf(h.leaf, self._getter(sid), len(nodes))
+                h.node_count = sum(1 for n in nodes.values() if not n.tombstoned)
+                h.revision += 1
+                h.updated_at_ms = self._clock.now_ms()
+            return hidden
+
+    def vacuum(self) -> VacuumReport:
+        with self._lock():
+            sid = self._bound()
+            if sid is None:
+                return VacuumReport(removed_node_count=0)
+            nodes = self._f.nodes.get(sid, {})
+            dead = [i for i, n in nodes.items() if n.tombstoned]
+            for i in dead:
+                del nodes[i]
+        return VacuumReport(removed_node_count=len(dead))
+
+    # -- garbage collection --------------------------------------------------------------------
+    def gc_unreachable(self) -> GcReport:
+        with self._lock():
+            f = self._f
+            checkpoint_roots = []
+            for sid, h in f.heads.items():
+                decode_head_body(sid, h.body)
+                if h.checkpoint_ref is not None:
+                    checkpoint_roots.append(h.checkpoint_ref)
+            artifact_roots = list(f.artifacts.values())
+
+            def load_manifest(ref: str):
+                data = self._load_blob(ref)
+                return None if data is None else decode_manifest(ref, data)
+
+            retained = mark_reachable(checkpoint_roots, artifact_roots, load_manifest)
+            doomed = [(h, len(b.stored)) for h, (b, _) in f.blobs.items() if h not in retained]
+            for h, _ in doomed:
+                del f.blobs[h]
+            present = len(f.blobs)
+        return GcReport(
+            root_count=len(set(checkpoint_roots)) + len(set(artifact_roots)),
+            retained_blob_count=present,
+            deleted_blob_count=len(doomed),
+            deleted_bytes=sum(s for _, s in doomed),
+        )

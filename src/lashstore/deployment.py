@@ -1,0 +1,106 @@
+"""`lashstore.open(URL)`: one opener for a whole deployment.
+
+URLs:
+* `memory://`: everything in this process (durability tier inline);
+* `sqlite:///relative/dir`, `sqlite:////absolute/dir`, or a plain directory path: one SQLite
+  file per session inside the directory.
+
+Query parameters set options: `?synchronous=full`, `?blob_profile=compact`,
+`?auto_gc_every_commits=100`, `?compression_level=6`, `?busy_timeout_ms=5000`.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from .contracts import SessionStoreFactory
+from .errors import ValidationError
+from .options import StoreOptions
+
+__all__ = ["Deployment", "open", "parse_url", "DEFAULT_URL"]
+
+DEFAULT_URL = "./.lashstore"
+
+_INT_OPTIONS = {"auto_gc_every_commits", "compression_level", "busy_timeout_ms"}
+_STR_OPTIONS = {"synchronous", "blob_profile"}
+
+
+def parse_url(url: str) -> tuple[str, str, dict[str, Any]]:
+    """(scheme, location, options) of a store URL."""
+    if not isinstance(url, str) or not url:
+        raise ValidationError(f"store URL must be a non-empty string, got {url!r}")
+    if "://" not in url:
+        return "sqlite", url, {}
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    opts: dict[str, Any] = {}
+    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if key in _INT_OPTIONS:
+            try:
+                opts[key] = int(value)
+            except ValueError:
+                raise ValidationError(f"store URL option {key} must be an integer, got {value!r}") from None
+        elif key in _STR_OPTIONS:
+            opts[key] = value.lower()
+        else:
+            raise ValidationError(
+                f"unknown store URL option {key!r}; known: {', '.join(sorted(_INT_OPTIONS | _STR_OPTIONS))}"
+            )
+    if scheme == "memory":
+        return "memory", "", opts
+    if scheme == "sqlite":
+        # SQLAlchemy's convention: sqlite:///rel/dir is relative, sqlite:////abs/dir absolute.
+        path = urllib.parse.unquote(parts.netloc + parts.path)
+        if path.startswith("/") and not parts.netloc:
+            path = path[1:]
+        if not path:
+            raise ValidationError(f"sqlite URL {url!r} names no directory; use sqlite:///path/to/dir")
+        return "sqlite", path, opts
+    if scheme in ("postgresql", "postgres"):
+        raise ValidationError(
+            "the PostgreSQL backend is not available in this version of lashstore; use sqlite:/// or memory://"
+        )
+    raise ValidationError(f"unknown store URL scheme {scheme!r}; use sqlite:///DIR or memory://")
+
+
+class Deployment:
+    """Everything one URL opens. Use as a context manager, or call `close()`."""
+
+    def __init__(self, url: str, sessions: SessionStoreFactory, options: StoreOptions) -> None:
+        self.url = url
+        self.sessions = sessions
+        self.options = options
+
+    def close(self) -> None:
+        self.sessions.close()
+
+    def __enter__(self) -> "Deployment":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<lashstore.Deployment {self.url}>"
+
+
+def open(url: str | os.PathLike[str] | None = None, *, options: StoreOptions | None = None, **overrides: Any) -> Deployment:
+    """Open a deployment by URL (default: $LASHSTORE_URL, else ./.lashstore)."""
+    if url is None:
+        url = os.environ.get("LASHSTORE_URL") or DEFAULT_URL
+    url = os.fspath(url)
+    scheme, location, url_opts = parse_url(url)
+    base = options or StoreOptions()
+    merged = {**url_opts, **overrides}
+    if merged:
+        base = base.replace(**merged)
+    if scheme == "memory":
+        from .backends.memory import MemorySessionStoreFactory
+
+        return Deployment(url, MemorySessionStoreFactory(base), base)
+    from .backends.sqlite import SqliteSessionStoreFactory
+
+    return Deployment(url, SqliteSessionStoreFactory(Path(location), base), base)
