@@ -169,3 +169,7 @@ def check_stored_blob(ref: str, kind: str, compression: str, raw_size: int, stor
     except ValueError:
         raise CorruptRecord("blob", ref, f"unknown kind {kind!r}") from None
     return decode_blob(ref, compression, raw_size, stored)
+
+
+def decode_payload(key: str, data: bytes) -> Any:
+    return _decode(data, Any, "queued-work item", key)

@@ -1,5 +1,7 @@
 """msgspec Structs for every record the store interprets."""
 
+from .attachments import *  # noqa: F401,F403
+from .attachments import __all__ as _att_all
 from .blobs import *  # noqa: F401,F403
 from .blobs import __all__ as _blobs_all
 from .queue import *  # noqa: F401,F403
@@ -7,4 +9,4 @@ from .queue import __all__ as _queue_all
 from .session import *  # noqa: F401,F403
 from .session import __all__ as _session_all
 
-__all__ = [*_blobs_all, *_queue_all, *_session_all]
+__all__ = [*_att_all, *_blobs_all, *_queue_all, *_session_all]

@@ -25,6 +25,7 @@ class BlobKind(str, enum.Enum):
     PLUGIN_SNAPSHOT = "plugin_session_snapshot"
     EXECUTION_STATE = "execution_state_snapshot"
     ARTIFACT = "artifact"
+    ATTACHMENT = "attachment"
 
 
 class BlobHint(str, enum.Enum):

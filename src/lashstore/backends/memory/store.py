@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...codec import check_json, pack, pack_canonical
-from ...errors import CorruptRecord, QueuedWorkClaimExpired, SessionBindingMismatch, StoreClosed, ValidationError
+from ...errors import CorruptRecord, SessionBindingMismatch, StoreClosed, ValidationError
 from ...model.blobs import BlobDescriptor, BlobInfo, BlobKind, Compression
 from ...model.session import (
     ActivePath,
@@ -58,6 +58,9 @@ from ..common import (
     prepare_checkpoint,
 )
 
+from .attachments import ManifestRow, MemoryAttachmentMixin
+from .queue import BatchRow, MemoryQueueMixin
+
 __all__ = ["MemorySessionStore", "MemoryFile"]
 
 log = logging.getLogger("lashstore")
@@ -94,9 +97,13 @@ class MemoryFile:
     meta: dict[str, tuple[SessionMeta, bytes]] = field(default_factory=dict)
     artifacts: dict[tuple[str, str], str] = field(default_factory=dict)
     seq: itertools.count = field(default_factory=lambda: itertools.count(1))
+    batches: dict[str, BatchRow] = field(default_factory=dict)  # insertion order = enqueue order
+    source_keys: dict[tuple[str, str], str] = field(default_factory=dict)
+    queue_seq: itertools.count = field(default_factory=lambda: itertools.count(1))
+    manifest: dict[tuple[str, str], ManifestRow] = field(default_factory=dict)
 
 
-class MemorySessionStore:
+class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin):
     def __init__(
         self,
         *,
@@ -443,13 +450,14 @@ class MemorySessionStore:
         h = f.heads.get(sid)
         actual, live_count = (h.revision, h.node_count) if h else (0, 0)
         next_rev = commit_rules.check_cas(commit, actual)
-        self._check_completions(commit)
+        now = self._clock.now_ms()
+        self._check_completions(commit, now)
         self._require_refs(prepared.passthrough_refs)
         nodes = f.nodes.get(sid, {})
         stored = {i: nodes[i].tombstoned for i in graph_rules.ids_to_look_up(commit.graph) if i in nodes}
         plan = graph_rules.plan_graph_delta(commit.graph, stored, live_count)
+        self._check_attachments(commit)
         # Every check passed: apply (nothing below can fail).
-        now = self._clock.now_ms()
         self._insert_blobs(prepared.blobs, now)
         for e in commit.usage_deltas:
             u = e.usage
@@ -485,17 +493,6 @@ class MemorySessionStore:
             f.turn_commits[(stamp.session_id, stamp.turn_id)] = (stamp.turn_commit_hash, pack(result))
         self._bound_cache = sid
         return result
-
-    def _check_completions(self, commit: RuntimeCommit) -> None:
-        for comp in commit.completed_queue_claims:
-            raise QueuedWorkClaimExpired(comp.session_id, comp.claim_id, "this store holds no queued work")
-
-    def _consume_completions(self, commit: RuntimeCommit, now: int) -> None:
-        return None
-
-    def _stamp_attachments(self, commit: RuntimeCommit, now: int) -> None:
-        if commit.committed_attachment_ids:
-            raise ValidationError("committed_attachment_ids: this store has no attachment manifest yet")
 
     def _after_commit(self) -> None:
         every = self._opts.auto_gc_every_commits
@@ -555,6 +552,7 @@ class MemorySessionStore:
                 if h.checkpoint_ref is not None:
                     checkpoint_roots.append(h.checkpoint_ref)
             artifact_roots = list(f.artifacts.values())
+            artifact_roots += list(dict.fromkeys(a for _, a in f.manifest))
 
             def load_manifest(ref: str):
                 data = self._load_blob(ref)

@@ -81,5 +81,59 @@ V1 = (
     ) WITHOUT ROWID""",
 )
 
-MIGRATIONS: list[Migration] = [(1, V1)]
+# Version 2: queued work and attachments.
+V2 = (
+    # Finished batches stay as rows (state completed/cancelled) so a source key stays idempotent
+    # after its batch is consumed; retention removes them. enqueue_seq never repeats.
+    """CREATE TABLE queued_work_batches (
+        enqueue_seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        batch_id TEXT NOT NULL UNIQUE,
+        session_id TEXT NOT NULL,
+        source_key TEXT,
+        state TEXT NOT NULL DEFAULT 'queued',
+        delivery_policy TEXT NOT NULL,
+        slot_policy TEXT NOT NULL,
+        merge_key TEXT,
+        available_at_ms INTEGER NOT NULL,
+        enqueued_at_ms INTEGER NOT NULL,
+        claim_id TEXT,
+        claim_owner_id TEXT,
+        claim_token TEXT,
+        claim_fencing_token INTEGER NOT NULL DEFAULT 0,
+        claim_claimed_at_ms INTEGER NOT NULL DEFAULT 0,
+        claim_expires_at_ms INTEGER NOT NULL DEFAULT 0,
+        finished_at_ms INTEGER
+    )""",
+    "CREATE UNIQUE INDEX queued_work_source_key ON queued_work_batches (session_id, source_key) "
+    "WHERE source_key IS NOT NULL",
+    "CREATE INDEX queued_work_ready ON queued_work_batches (session_id, state, enqueue_seq)",
+    "CREATE INDEX queued_work_claim ON queued_work_batches (claim_id) WHERE claim_id IS NOT NULL",
+    """CREATE TABLE queued_work_items (
+        batch_id TEXT NOT NULL REFERENCES queued_work_batches (batch_id) ON DELETE CASCADE,
+        item_index INTEGER NOT NULL,
+        item_id TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        PRIMARY KEY (batch_id, item_index)
+    ) WITHOUT ROWID""",
+    # Keyed by (session, attachment): each session keeps its own reference to shared bytes.
+    # The media columns are set when the bytes live in this store (put_attachment).
+    """CREATE TABLE attachment_manifest (
+        session_id TEXT NOT NULL,
+        attachment_id TEXT NOT NULL,
+        canonical_uri TEXT NOT NULL,
+        intent_at_ms INTEGER NOT NULL,
+        committed_at_ms INTEGER,
+        media_type TEXT,
+        byte_len INTEGER,
+        width INTEGER,
+        height INTEGER,
+        label TEXT,
+        PRIMARY KEY (session_id, attachment_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX attachment_manifest_uncommitted ON attachment_manifest (intent_at_ms) "
+    "WHERE committed_at_ms IS NULL",
+    "CREATE INDEX attachment_manifest_by_id ON attachment_manifest (attachment_id)",
+)
+
+MIGRATIONS: list[Migration] = [(1, V1), (2, V2)]
 LATEST = MIGRATIONS[-1][0]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ...codec import check_json, pack, pack_canonical
-from ...errors import CorruptRecord, QueuedWorkClaimExpired, SessionBindingMismatch, ValidationError
+from ...errors import CorruptRecord, SessionBindingMismatch, ValidationError
 from ...model.blobs import BlobDescriptor, BlobInfo, BlobKind, Compression
 from ...model.session import (
     ActivePath,
@@ -50,7 +50,9 @@ from ..common import (
     prepare_blob,
     prepare_checkpoint,
 )
+from .attachments import SqliteAttachmentMixin
 from .connection import Database
+from .queue import SqliteQueueMixin
 from .schema import KIND, MIGRATIONS
 
 __all__ = ["SqliteSessionStore"]
@@ -85,7 +87,7 @@ def _missing_refs(c: sqlite3.Connection, refs: list[str]) -> list[str]:
     return [r for r in refs if r not in found]
 
 
-class SqliteSessionStore:
+class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
     """A session store in one SQLite file.
 
     `session_id` fixes the session at open (the factory does this); without it the first commit
@@ -519,7 +521,8 @@ class SqliteSessionStore:
         ).fetchone()
         actual, live_count = (head[0], head[1]) if head else (0, 0)
         next_rev = commit_rules.check_cas(commit, actual)
-        self._check_completions(c, commit)
+        now = self._clock.now_ms()
+        self._check_completions(c, commit, now)
         self._require_refs(c, prepared.passthrough_refs)
         need = graph_rules.ids_to_look_up(commit.graph)
         stored: dict[str, bool] = {}
@@ -533,7 +536,6 @@ class SqliteSessionStore:
                 stored[nid] = bool(tomb)
         plan = graph_rules.plan_graph_delta(commit.graph, stored, live_count)
 
-        now = self._clock.now_ms()
         _insert_blobs(c, prepared.blobs, now)
         if commit.usage_deltas:
             c.executemany(
@@ -576,18 +578,6 @@ class SqliteSessionStore:
             )
         self._bound_cache = sid
         return result
-
-    # Queue completions and attachment stamps join the commit once those tables exist.
-    def _check_completions(self, c: sqlite3.Connection, commit: RuntimeCommit) -> None:
-        for comp in commit.completed_queue_claims:
-            raise QueuedWorkClaimExpired(comp.session_id, comp.claim_id, "this store holds no queued work")
-
-    def _consume_completions(self, c: sqlite3.Connection, commit: RuntimeCommit, now: int) -> None:
-        return None
-
-    def _stamp_attachments(self, c: sqlite3.Connection, commit: RuntimeCommit, now: int) -> None:
-        if commit.committed_attachment_ids:
-            raise ValidationError("committed_attachment_ids: this store has no attachment manifest yet")
 
     def _after_commit(self) -> None:
         every = self._opts.auto_gc_every_commits
@@ -671,6 +661,11 @@ class SqliteSessionStore:
                 if head.checkpoint_ref is not None:
                     checkpoint_roots.append(head.checkpoint_ref)
             artifact_roots = [r for (r,) in c.execute("SELECT blob_ref FROM artifact_refs")]
+            # Attachment bytes are held by every manifest row naming them, committed or not;
+            # dropping an intent (forget) is what releases them.
+            artifact_roots += [
+                r for (r,) in c.execute("SELECT DISTINCT attachment_id FROM attachment_manifest")
+            ]
 
             def load_manifest(ref: str):
                 data = _load_blob(c, ref)
