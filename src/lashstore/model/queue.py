@@ -19,6 +19,7 @@ __all__ = [
     "QueuedWorkClaim",
     "QueuedWorkCompletion",
     "QUEUED_WORK_CLAIM_TTL_MS",
+    "process_wake_batch_draft",
 ]
 
 #: The runtime's usual claim lease (15 minutes), as in the reference.
@@ -125,3 +126,20 @@ class QueuedWorkClaim(msgspec.Struct, kw_only=True):
 
     def completion(self) -> QueuedWorkCompletion:
         return QueuedWorkCompletion(self.session_id, self.claim_id, self.lease_token, self.batch_ids)
+
+
+def process_wake_batch_draft(wake: Any) -> QueuedWorkBatchDraft:
+    """The queued-work draft that delivers a process wake to its target session.
+
+    Exclusive, earliest-safe-boundary, one `{"type": "process_wake", "wake": ...}` payload, and
+    the source key `process:{process_id}:event:{sequence}:wake`, so a replayed wake is enqueued
+    once (also after its batch was consumed).
+    """
+    w = msgspec.to_builtins(wake)
+    return QueuedWorkBatchDraft(
+        session_id=w["target_session_id"],
+        payloads=[{"type": "process_wake", "wake": w}],
+        delivery_policy=DeliveryPolicy.EARLIEST_SAFE_BOUNDARY,
+        slot_policy=SlotPolicy.EXCLUSIVE,
+        source_key=f"process:{w['process_id']}:event:{w['sequence']}:wake",
+    )
