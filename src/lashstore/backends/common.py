@@ -114,7 +114,10 @@ def decode_typed(ref: str, data: bytes, type_: Any = Any) -> Any:
 
 
 def decode_node(node_id: str, data: bytes) -> GraphNode:
-    return _decode(data, GraphNode, "graph node", node_id)
+    node = _decode(data, GraphNode, "graph node", node_id)
+    if node.node_id != node_id:
+        raise CorruptRecord("graph node", node_id, f"its body names node {node.node_id!r}")
+    return node
 
 
 def decode_head_body(session_id: str, data: bytes) -> HeadBody:

@@ -72,6 +72,9 @@ class Database:
         self.conn = conn
         try:
             conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            # Refuse a foreign or newer file before changing anything in it (the WAL switch
+            # rewrites the header).
+            self._precheck()
             if not memory:
                 self._switch_to_wal()
             conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -100,6 +103,30 @@ class Database:
                 delay = min(delay * 2, 0.05)
             except sqlite3.DatabaseError as e:
                 raise translate(e, f"open {self.path}") from e
+
+    def _precheck(self) -> None:
+        try:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            names = {
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type IN ('table','index','trigger','view') "
+                    "AND name NOT LIKE 'sqlite_%'"
+                )
+            }
+        except sqlite3.DatabaseError as e:
+            raise translate(e, f"open {self.path}") from e
+        if version == 0:
+            if names:
+                raise UnsupportedSchema(self.kind, self.latest, 0, "the file holds tables that lashstore did not create")
+            return
+        if "lashstore_meta" not in names:
+            raise UnsupportedSchema(
+                self.kind, self.latest, version, "it is not a lashstore database (it has no lashstore_meta table)"
+            )
+        self._check_kind(version)
+        if version > self.latest:
+            raise UnsupportedSchema(self.kind, self.latest, version)
 
     def _ensure_schema(self, migrations: Sequence[Migration]) -> None:
         try:

@@ -1,0 +1,23 @@
+"""Conformance suites any backend can import and run.
+
+    from lashstore.testing import SESSION_SCENARIOS, REOPEN_SCENARIOS, SessionHarness
+
+Each scenario is a plain function taking a `SessionHarness`; generate one test per scenario
+(see lashstore's own tests/test_session_conformance.py) or call `run_session_suite(harness)`.
+"""
+
+from .harness import SessionHarness, memory_harness, sqlite_harness
+from .queue_suite import QUEUE_REOPEN_SCENARIOS, QUEUE_SCENARIOS
+from .session_suite import ALL_SCENARIOS, REOPEN_SCENARIOS, SESSION_SCENARIOS, run_session_suite
+
+__all__ = [
+    "SessionHarness",
+    "memory_harness",
+    "sqlite_harness",
+    "SESSION_SCENARIOS",
+    "REOPEN_SCENARIOS",
+    "ALL_SCENARIOS",
+    "run_session_suite",
+    "QUEUE_SCENARIOS",
+    "QUEUE_REOPEN_SCENARIOS",
+]
