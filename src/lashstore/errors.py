@@ -26,6 +26,7 @@ __all__ = [
     "EffectError",
     "SessionNotFound",
     "NotFound",
+    "WaitTimeout",
 ]
 
 
@@ -178,3 +179,7 @@ class SessionNotFound(NotFound):
         super().__init__(
             f"no session {session_id!r} in this store; create it with create_store({session_id!r})"
         )
+
+
+class WaitTimeout(LashStoreError, TimeoutError):
+    """A wait (`await_process`, an event wait) reached its timeout before the awaited thing happened."""
