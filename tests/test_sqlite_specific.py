@@ -431,3 +431,19 @@ def test_sqlite_tiers_and_fixed_session_validation(tmp_path: Path) -> None:
     with pytest.raises(ValidationError):
         SqliteSessionStore(tmp_path / "bad.db", session_id="")
     assert not (tmp_path / "bad.db").exists()
+
+
+def test_listing_sessions_never_modifies_a_file(tmp_path):
+    """A listing opens files read-only: an empty or foreign file is reported, not initialised."""
+    factory = lashstore.SqliteSessionStoreFactory(tmp_path)
+    factory.create_store("good").close()
+    empty = tmp_path / "empty-0123456789abcdef.db"
+    empty.write_bytes(b"")
+    garbage = tmp_path / "bad-fedcba9876543210.db"
+    garbage.write_bytes(b"not a database at all" * 50)
+    before = {p.name: p.read_bytes() for p in (empty, garbage)}
+    listed = {s.session_id: s for s in factory.list_sessions()}
+    assert listed["good"].error is None
+    assert listed["empty-0123456789abcdef"].error and listed["bad-fedcba9876543210"].error
+    assert {p.name: p.read_bytes() for p in (empty, garbage)} == before
+    assert not (tmp_path / "empty-0123456789abcdef.db-wal").exists()

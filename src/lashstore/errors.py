@@ -138,7 +138,8 @@ class CorruptRecord(LashStoreError):
         self.detail = detail
         tail = f": {detail}" if detail else ""
         super().__init__(
-            f"corrupt {what} {key!r}{tail}; run `lashstore verify` to list every damaged record"
+            f"corrupt {what} {key!r}{tail}; the stored data is damaged: restore the file from a backup, "
+            "or remove the damaged record"
         )
 
 

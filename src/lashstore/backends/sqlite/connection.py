@@ -52,6 +52,7 @@ class Database:
         migrations: Sequence[Migration],
         synchronous: str = "normal",
         busy_timeout_ms: int = 15_000,
+        readonly: bool = False,
     ) -> None:
         self.path = str(path)
         self.kind = kind
@@ -59,9 +60,15 @@ class Database:
         self._lock = threading.RLock()
         self._closed = False
         memory = self.path == ":memory:"
+        self.readonly = readonly
+        target = self.path
+        if readonly:
+            # Inspection must not create, convert or migrate anything.
+            target = Path(self.path).resolve().as_uri() + "?mode=ro"
         try:
             conn = sqlite3.connect(
-                self.path,
+                target,
+                uri=readonly,
                 timeout=busy_timeout_ms / 1000,
                 isolation_level=None,
                 check_same_thread=False,
@@ -75,11 +82,14 @@ class Database:
             # Refuse a foreign or newer file before changing anything in it (the WAL switch
             # rewrites the header).
             self._precheck()
-            if not memory:
-                self._switch_to_wal()
-            conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._ensure_schema(migrations)
+            if readonly:
+                self._check_readable()
+            else:
+                if not memory:
+                    self._switch_to_wal()
+                conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+                conn.execute("PRAGMA foreign_keys=ON")
+                self._ensure_schema(migrations)
             conn.execute("PRAGMA cache_size=-8000")
         except BaseException:
             conn.close()
@@ -127,6 +137,18 @@ class Database:
         self._check_kind(version)
         if version > self.latest:
             raise UnsupportedSchema(self.kind, self.latest, version)
+
+    def _check_readable(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            raise UnsupportedSchema(self.kind, self.latest, 0, "the file is empty or not a lashstore database")
+        if version != self.latest:
+            raise UnsupportedSchema(
+                self.kind,
+                self.latest,
+                version,
+                "it needs a migration; open it for writing once (or run `lashstore migrate`) first",
+            )
 
     def _ensure_schema(self, migrations: Sequence[Migration]) -> None:
         try:

@@ -137,7 +137,7 @@ class SqliteSessionStoreFactory:
 
     def _summary(self, path: Path) -> SessionSummary:
         try:
-            with SqliteSessionStore(path, options=self.options) as store:
+            with SqliteSessionStore(path, options=self.options, readonly=True) as store:
                 meta = store.load_session_meta()
                 head = store.load_head()
                 sid = (meta.session_id if meta else None) or (head.session_id if head else None)

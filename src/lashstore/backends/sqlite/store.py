@@ -101,6 +101,7 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
         session_id: str | None = None,
         options: StoreOptions | None = None,
         summariser: Summariser = summarise,
+        readonly: bool = False,
     ) -> None:
         if session_id is not None:
             v.check_id(session_id, "session_id")
@@ -112,6 +113,7 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
             migrations=MIGRATIONS,
             synchronous=self._opts.synchronous,
             busy_timeout_ms=self._opts.busy_timeout_ms,
+            readonly=readonly,
         )
         self._fixed = session_id
         self._bound_cache = session_id

@@ -1,0 +1,5 @@
+"""`python -m lashstore.cli`"""
+
+from . import main
+
+raise SystemExit(main())
