@@ -305,7 +305,7 @@ def test_default_store_is_dot_lashstore(
     assert (tmp_path / ".lashstore" / lashstore.safe_file_name("demo-session")).is_file()
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["sessions"], ["show"]])
+@pytest.mark.parametrize("command", [[], ["demo"], ["sessions"], ["show"], ["queue"]])
 def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, *command, "--help")
     assert rc == EXIT_OK
@@ -415,3 +415,32 @@ def test_python_dash_m(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+def test_queue_lists_pending_and_claimed_work(demo_store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    report = run_json(capsys, "--store", demo_store, "queue", "demo-session", "--json")
+    assert isinstance(report, dict)
+    assert [b["items"][0]["payload"]["content"] for b in report["pending"]] == [
+        "Thanks! Once CI is green, bump the version to 1.4.1."
+    ]
+    assert report["claimed"] == []
+    # Claim it as a runtime would, and the listing moves it to claimed with its owner.
+    dep = lashstore.open(demo_store)
+    try:
+        store = dep.sessions.open_store("demo-session")
+        claim = store.claim_ready_queued_work("demo-session", "worker-7", lashstore.ClaimBoundary.IDLE, 60_000, 5)
+        assert claim is not None
+        store.close()
+    finally:
+        dep.close()
+    report = run_json(capsys, "--store", demo_store, "queue", "demo-session", "--json")
+    assert report["pending"] == [] and [c["owner_id"] for c in report["claimed"]] == ["worker-7"]
+    code, out, _ = run(capsys, "--store", demo_store, "queue", "demo-session")
+    assert code == EXIT_OK and "claimed by worker-7" in out
+    shown = run_json(capsys, "--store", demo_store, "show", "demo-session", "--json")
+    assert [c["claim_id"] for c in shown["queue"]["claimed"]] == [claim.claim_id]
+
+
+def test_queue_of_unknown_session_exits_3(demo_store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--store", demo_store, "queue", "nope")
+    assert code == EXIT_NOT_FOUND and "nope" in err

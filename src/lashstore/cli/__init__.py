@@ -23,6 +23,7 @@ examples:
   lashstore sessions                          # list the sessions of the store
   lashstore show demo-session                 # head, active path, usage and blobs of one session
   lashstore show demo-session --full --json   # the whole graph, for scripts
+  lashstore queue demo-session                # pending and claimed work of a session
   lashstore --store sqlite:////var/lib/agent/sessions sessions
   LASHSTORE_URL=/tmp/demo-store lashstore sessions --json
 
@@ -36,7 +37,7 @@ STORE_HELP = "the store to use (default: $LASHSTORE_URL, else ./.lashstore)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import demo, inspect
+    from . import demo, inspect, queue
 
     parser = argparse.ArgumentParser(
         prog="lashstore",
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     demo.add_parser(sub, [common])
     inspect.add_parsers(sub, [common])
+    queue.add_parser(sub, [common])
     return parser
 
 

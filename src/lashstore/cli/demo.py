@@ -21,6 +21,13 @@ from rich.table import Table
 from rich.text import Text
 
 from ..deployment import Deployment
+from ..model.queue import (
+    QUEUED_WORK_CLAIM_TTL_MS,
+    ClaimBoundary,
+    DeliveryPolicy,
+    QueuedWorkBatchDraft,
+    SlotPolicy,
+)
 from ..model.session import (
     ActivePath,
     ChildRelation,
@@ -33,6 +40,7 @@ from ..model.session import (
     TokenUsage,
 )
 from . import render
+from .queue import load_queue, queue_table
 from .common import EXIT_OK, default_store_url, open_deployment, session_file, store_directory
 
 __all__ = ["add_parser", "run", "DemoResult", "write_demo"]
@@ -375,6 +383,10 @@ class _Agent:
 
     def turn(self, i: int, step: Step, *, parent: str | None, summarise: bool) -> RuntimeCommit:
         p = f"{self.prefix}t{i:02d}"
+        # The user's message arrives as queued work; the turn claims it and its commit completes
+        # the claim, so the message is consumed exactly when the turn becomes durable.
+        self.store.enqueue_queued_work(user_message_draft(self.sid, step.user, f"{p}-user"))
+        claim = self.store.claim_ready_queued_work(self.sid, "demo-runtime", ClaimBoundary.IDLE, QUEUED_WORK_CLAIM_TTL_MS, 1)
         call_id = f"call_{self.rng.getrandbits(48):012x}"
         ts = _now_iso()
         args = msgspec.json.encode(step.args).decode()
@@ -447,6 +459,8 @@ class _Agent:
             ),
             usage_deltas=usage,
         ).with_turn_commit(f"turn-{i}")
+        if claim is not None:
+            commit = commit.completing_queue_claim(claim.completion())
         result = self.store.commit_runtime_state(commit)
         self.head = result.head_revision
         self.plugin_ref = result.manifest.plugin_snapshot_ref
@@ -465,6 +479,20 @@ class _Agent:
         """What a runtime does after someone else changed the session: read the head again."""
         head = self.store.load_head()
         self.head = head.head_revision if head else 0
+
+
+def user_message_draft(session_id: str, text: str, source: str) -> QueuedWorkBatchDraft:
+    return QueuedWorkBatchDraft(
+        session_id=session_id,
+        payloads=[{"type": "turn_input", "role": "user", "content": text}],
+        delivery_policy=DeliveryPolicy.AFTER_CURRENT_TURN_COMMIT,
+        slot_policy=SlotPolicy.JOIN,
+        merge_key="user-messages",
+        source_key=f"message:{source}",
+    )
+
+
+FOLLOW_UP = "Thanks! Once CI is green, bump the version to 1.4.1."
 
 
 def write_demo(dep: Deployment, session_id: str, turns: int, progress: Progress | None = None) -> DemoResult:
@@ -510,6 +538,8 @@ def write_demo(dep: Deployment, session_id: str, turns: int, progress: Progress 
                     result.tombstoned.append(leaked)
                 agent.reload_head()
         result.head_revision = agent.head
+        # A message the user sent after the last turn: queued, not yet claimed by any turn.
+        store.enqueue_queued_work(user_message_draft(session_id, FOLLOW_UP, "follow-up"))
     finally:
         store.close()
     return result
@@ -576,6 +606,7 @@ def _report(console: Any, dep: Deployment, url: str, result: DemoResult) -> None
         full = store.load_session(FullGraph())
         usage = store.load_usage()
         stats = store.blob_stats()
+        queue = load_queue(store, sid)
     finally:
         store.close()
     child = dep.sessions.open_store(result.child_session_id)
@@ -618,6 +649,11 @@ def _report(console: Any, dep: Deployment, url: str, result: DemoResult) -> None
     console.print()
     console.print(render.usage_table(usage, title=f"Token usage of {sid}"))
     console.print()
+    console.print(Text(
+        f"Every user message arrived as queued work, was claimed by its turn and consumed by the turn's "
+        f"commit; {len(queue.pending)} still waits:", style="dim"))
+    console.print(queue_table(queue))
+    console.print()
     console.print(render.blob_table([(sid, stats), (result.child_session_id, child_stats)],
                                     title="Blobs (content-addressed, zstd when compressible and >= 4 KiB)"))
     console.print()
@@ -643,3 +679,4 @@ def _report(console: Any, dep: Deployment, url: str, result: DemoResult) -> None
     console.print(Text("next:", style="dim"))
     console.print(Text(f"  lashstore {store_opt}sessions", style="dim"), soft_wrap=True)
     console.print(Text(f"  lashstore {store_opt}show {shlex.quote(sid)} --full", style="dim"), soft_wrap=True)
+    console.print(Text(f"  lashstore {store_opt}queue {shlex.quote(sid)}", style="dim"), soft_wrap=True)

@@ -1,4 +1,4 @@
-"""`lashstore sessions` and `lashstore show`: read-only views of a store."""
+"""`lashstore sessions` and `lashstore show`: views of a store."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from ..model.session import (
     TokenLedgerEntry,
 )
 from . import render
+from .queue import QueueReport, load_queue, queue_table
 from .common import EXIT_NOT_FOUND, EXIT_OK, open_deployment, session_file
 
 __all__ = ["add_parsers", "run_sessions", "run_show", "ShowReport"]
@@ -119,6 +120,7 @@ class ShowReport(msgspec.Struct, kw_only=True):
     config: Any = None
     agent_frames: list[Any] = msgspec.field(default_factory=list)
     current_agent_frame_id: str = ""
+    queue: QueueReport | None = None
 
 
 def _active_ids(nodes: list[GraphNode], leaf: str | None) -> list[str]:
@@ -143,6 +145,7 @@ def _report(dep: Any, url: str, session_id: str, full: bool) -> ShowReport:
         picker = store.load_picker_info()
         stats_fn = getattr(store, "blob_stats", None)
         stats = stats_fn() if stats_fn is not None else None
+        queue = load_queue(store, session_id)
     finally:
         store.close()
     path = session_file(dep, session_id)
@@ -178,6 +181,7 @@ def _report(dep: Any, url: str, session_id: str, full: bool) -> ShowReport:
         config=read.config if read is not None else None,
         agent_frames=read.agent_frames if read is not None else [],
         current_agent_frame_id=read.current_agent_frame_id if read is not None else "",
+        queue=queue,
     )
 
 
@@ -247,6 +251,11 @@ def _print_show(r: ShowReport) -> None:
     if r.blobs is not None:
         console.print()
         console.print(render.blob_table([(r.session_id, r.blobs)]))
+    console.print()
+    if r.queue is not None and (r.queue.pending or r.queue.claimed):
+        console.print(queue_table(r.queue))
+    else:
+        console.print(Text("no queued work", style="dim"))
 
 
 def _compact(value: Any, limit: int = 100) -> str:
