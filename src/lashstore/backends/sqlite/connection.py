@@ -116,14 +116,20 @@ class Database:
 
     def _precheck(self) -> None:
         try:
-            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            names = {
-                r[0]
-                for r in self.conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type IN ('table','index','trigger','view') "
-                    "AND name NOT LIKE 'sqlite_%'"
-                )
-            }
+            # One read transaction: another process may be creating the schema right now, and the
+            # version and the table list must come from the same snapshot.
+            self.conn.execute("BEGIN")
+            try:
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                names = {
+                    r[0]
+                    for r in self.conn.execute(
+                        "SELECT name FROM sqlite_master WHERE type IN ('table','index','trigger','view') "
+                        "AND name NOT LIKE 'sqlite_%'"
+                    )
+                }
+            finally:
+                self.conn.execute("COMMIT")
         except sqlite3.DatabaseError as e:
             raise translate(e, f"open {self.path}") from e
         if version == 0:

@@ -32,9 +32,10 @@ V1 = (
         updated_at_ms INTEGER NOT NULL,
         body BLOB NOT NULL
     )""",
-    # seq is AUTOINCREMENT so a vacuumed top row never gives its number to a new node.
+    # seq orders nodes by insertion; it is never exposed, so a vacuumed top row giving its number
+    # to the next node keeps the order right (and spares AUTOINCREMENT's extra write per insert).
     """CREATE TABLE graph_nodes (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER PRIMARY KEY,
         session_id TEXT NOT NULL,
         node_id TEXT NOT NULL,
         parent_node_id TEXT,
@@ -43,18 +44,21 @@ V1 = (
         UNIQUE (session_id, node_id)
     )""",
     "CREATE INDEX graph_nodes_parent ON graph_nodes (session_id, parent_node_id)",
+    # One row per ledger entry of a commit, keyed by the revision that wrote it (WITHOUT ROWID: a
+    # single b-tree, the session's rows together).
     """CREATE TABLE usage_deltas (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
         session_id TEXT NOT NULL,
+        head_revision INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
         source TEXT NOT NULL,
         model TEXT NOT NULL,
         input_tokens INTEGER NOT NULL,
         output_tokens INTEGER NOT NULL,
         cached_input_tokens INTEGER NOT NULL,
         reasoning_tokens INTEGER NOT NULL,
-        created_at_ms INTEGER NOT NULL
-    )""",
-    "CREATE INDEX usage_deltas_session ON usage_deltas (session_id, seq)",
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (session_id, head_revision, idx)
+    ) WITHOUT ROWID""",
     """CREATE TABLE turn_commits (
         session_id TEXT NOT NULL,
         turn_id TEXT NOT NULL,

@@ -15,6 +15,7 @@ from ...model.session import (
     DurabilityTier,
     FullGraph,
     GcReport,
+    GraphAppend,
     GraphNode,
     HydratedSessionCheckpoint,
     PersistedSessionRead,
@@ -123,6 +124,9 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
         self._summarise = summariser
         self._commits = 0
         self.last_gc_error: BaseException | None = None
+        # ((session, revision), snapshot refs of that head's checkpoint), from this object's last commit.
+        self._head_children: tuple[tuple[str, int] | None, set[str]] = (None, set())
+        self._pending_children = self._head_children
 
     @classmethod
     def memory(cls, **kw: Any) -> "SqliteSessionStore":
@@ -409,7 +413,7 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
         rows = c.execute(
             """
             SELECT source, model, sum(input_tokens), sum(output_tokens), sum(cached_input_tokens),
-                   sum(reasoning_tokens), min(seq) AS first
+                   sum(reasoning_tokens), min(head_revision * 4294967296 + idx) AS first
               FROM usage_deltas
              WHERE session_id = ?
                AND input_tokens + output_tokens + cached_input_tokens + reasoning_tokens > 0
@@ -480,6 +484,21 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
             ).fetchone()
         return None if row is None else decode_node(node_id, row[0])
 
+    @staticmethod
+    def _node_states(c: sqlite3.Connection, sid: str, ids: set[str]) -> dict[str, bool]:
+        """node id -> tombstoned, for those of `ids` that exist."""
+        if not ids:
+            return {}
+        ids_list = list(ids)
+        marks = ",".join("?" * len(ids_list))
+        return {
+            nid: bool(tomb)
+            for nid, tomb in c.execute(
+                f"SELECT node_id, tombstoned FROM graph_nodes WHERE session_id = ? AND node_id IN ({marks})",
+                [sid, *ids_list],
+            )
+        }
+
     # -- the turn commit -----------------------------------------------------------------------
     def commit_runtime_state(self, commit: RuntimeCommit) -> RuntimeCommitResult:
         v.check_commit(commit)
@@ -506,6 +525,8 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
                 replayed = False
             if not replayed:
                 result = self._write_commit(c, commit, prepared, node_bodies, head_body)
+        if not replayed:
+            self._head_children = self._pending_children
         self._after_commit()
         return result
 
@@ -519,33 +540,37 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
     ) -> RuntimeCommitResult:
         sid = commit.session_id
         head = c.execute(
-            "SELECT head_revision, node_count FROM session_head WHERE session_id = ?", (sid,)
+            "SELECT head_revision, node_count, leaf_node_id FROM session_head WHERE session_id = ?", (sid,)
         ).fetchone()
-        actual, live_count = (head[0], head[1]) if head else (0, 0)
+        actual, live_count, head_leaf = head if head else (0, 0, None)
         next_rev = commit_rules.check_cas(commit, actual)
         now = self._clock.now_ms()
         self._check_completions(c, commit, now)
-        self._require_refs(c, prepared.passthrough_refs)
-        need = graph_rules.ids_to_look_up(commit.graph)
-        stored: dict[str, bool] = {}
-        if need:
-            ids = list(need)
-            marks = ",".join("?" * len(ids))
-            for nid, tomb in c.execute(
-                f"SELECT node_id, tombstoned FROM graph_nodes WHERE session_id = ? AND node_id IN ({marks})",
-                [sid, *ids],
-            ):
-                stored[nid] = bool(tomb)
+        # Snapshot refs passed through from the current head exist (GC keeps a head's snapshots);
+        # only refs from elsewhere need a lookup.
+        known = self._head_children[1] if self._head_children[0] == (sid, actual) else ()
+        self._require_refs(c, [r for r in prepared.passthrough_refs if r not in known])
+        # What the graph rules need to know about stored nodes. The head's leaf is live (an
+        # invariant every write keeps), and a reused id among the appended nodes is caught by the
+        # UNIQUE constraint below, so the usual append (under the leaf) needs no lookup at all.
+        stored: dict[str, bool] = {} if head_leaf is None else {head_leaf: False}
+        appended = {n.node_id for n in getattr(commit.graph, "nodes", ())} if isinstance(commit.graph, GraphAppend) else set()
+        unknown = graph_rules.ids_to_look_up(commit.graph) - stored.keys() - appended
+        if unknown:
+            stored.update(self._node_states(c, sid, unknown))
         plan = graph_rules.plan_graph_delta(commit.graph, stored, live_count)
 
         _insert_blobs(c, prepared.blobs, now)
         if commit.usage_deltas:
             c.executemany(
-                "INSERT INTO usage_deltas (session_id, source, model, input_tokens, output_tokens, "
-                "cached_input_tokens, reasoning_tokens, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO usage_deltas (session_id, head_revision, idx, source, model, input_tokens, "
+                "output_tokens, cached_input_tokens, reasoning_tokens, created_at_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         sid,
+                        next_rev,
+                        i,
                         e.source,
                         e.model,
                         e.usage.input_tokens,
@@ -554,21 +579,36 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
                         e.usage.reasoning_tokens,
                         now,
                     )
-                    for e in commit.usage_deltas
+                    for i, e in enumerate(commit.usage_deltas)
                 ],
             )
         if plan.replace:
             c.execute("DELETE FROM graph_nodes WHERE session_id = ?", (sid,))
         if plan.insert:
-            c.executemany(
-                "INSERT INTO graph_nodes (session_id, node_id, parent_node_id, body) VALUES (?, ?, ?, ?)",
-                [(sid, n.node_id, n.parent_node_id, body) for n, body in zip(plan.insert, node_bodies)],
+            try:
+                c.executemany(
+                    "INSERT INTO graph_nodes (session_id, node_id, parent_node_id, body) VALUES (?, ?, ?, ?)",
+                    [(sid, n.node_id, n.parent_node_id, body) for n, body in zip(plan.insert, node_bodies)],
+                )
+            except sqlite3.IntegrityError:
+                # An appended id already exists: let the rules say so (the transaction rolls back).
+                stored.update(self._node_states(c, sid, appended))
+                graph_rules.plan_graph_delta(commit.graph, stored, live_count)
+                raise
+        if head is None:
+            c.execute(
+                f"INSERT INTO session_head ({_HEAD_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (sid, next_rev, prepared.checkpoint_ref, plan.leaf_node_id, plan.node_count, now, head_body),
             )
-        c.execute(
-            f"INSERT OR REPLACE INTO session_head ({_HEAD_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (sid, next_rev, prepared.checkpoint_ref, plan.leaf_node_id, plan.node_count, now, head_body),
-        )
+        else:
+            c.execute(
+                "UPDATE session_head SET head_revision = ?, checkpoint_ref = ?, leaf_node_id = ?, node_count = ?, "
+                "updated_at_ms = ?, body = ? WHERE session_id = ?",
+                (next_rev, prepared.checkpoint_ref, plan.leaf_node_id, plan.node_count, now, head_body, sid),
+            )
         result = RuntimeCommitResult(next_rev, prepared.checkpoint_ref, prepared.manifest)
+        m = prepared.manifest
+        self._pending_children = ((sid, next_rev), {m.tool_state_ref, m.plugin_snapshot_ref, m.execution_state_ref} - {None})
         self._consume_completions(c, commit, now)
         self._stamp_attachments(c, commit, now)
         stamp = commit.turn_commit
