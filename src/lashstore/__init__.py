@@ -9,10 +9,12 @@
 from __future__ import annotations
 
 from .backends.memory import MemorySessionStore, MemorySessionStoreFactory
+from .backends.memory.processes import MemoryProcessRegistry
 from .backends.sqlite import SqliteSessionStore, SqliteSessionStoreFactory, safe_file_name
+from .backends.sqlite.processes import SqliteProcessRegistry
 from .clock import Clock, ManualClock, RandomIds, SystemClock
 from .codec import canonical_json, stable_hash
-from .contracts import SessionStore, SessionStoreFactory
+from .contracts import ProcessRegistry, SessionStore, SessionStoreFactory
 from .deployment import Deployment, open
 from .errors import *  # noqa: F401,F403
 from .errors import __all__ as _errors_all
@@ -20,6 +22,7 @@ from .model import *  # noqa: F401,F403
 from .model import __all__ as _model_all
 from .options import StoreOptions
 from .rules.commit import turn_commit_hash
+from .rules.process import JsonSchemaValidator, PayloadValidator
 from .rules.usage import merge_ledger
 
 __version__ = "0.1.0"
@@ -36,6 +39,11 @@ __all__ = [
     "SqliteSessionStore",
     "SqliteSessionStoreFactory",
     "safe_file_name",
+    "ProcessRegistry",
+    "MemoryProcessRegistry",
+    "SqliteProcessRegistry",
+    "PayloadValidator",
+    "JsonSchemaValidator",
     "Clock",
     "SystemClock",
     "ManualClock",

@@ -13,11 +13,18 @@ import functools
 import os
 from typing import Any
 
-from .contracts import SessionStore, SessionStoreFactory
+from .contracts import ProcessRegistry, SessionStore, SessionStoreFactory
 from .deployment import Deployment
 from .deployment import open as _open_sync
 
-__all__ = ["AsyncSessionStore", "AsyncSessionStoreFactory", "AsyncDeployment", "open", "wrap_store"]
+__all__ = [
+    "AsyncSessionStore",
+    "AsyncSessionStoreFactory",
+    "AsyncProcessRegistry",
+    "AsyncDeployment",
+    "open",
+    "wrap_store",
+]
 
 _STORE_METHODS = (
     "durability_tier",
@@ -127,6 +134,70 @@ for _n in ("has_session", "delete_session", "list_sessions"):
     setattr(AsyncSessionStoreFactory, _n, _method(_n))
 
 
+_REGISTRY_METHODS = (
+    "register_process",
+    "get_process",
+    "set_external_ref",
+    "list_non_terminal",
+    "list_processes",
+    "prune_terminal_processes",
+    "grant_handle",
+    "revoke_handle",
+    "transfer_handle_grants",
+    "list_handle_grants",
+    "list_live_handle_grants",
+    "has_handle_grant",
+    "handle_grants_for_process",
+    "delete_session_process_state",
+    "append_event",
+    "cancel_requested",
+    "complete_process",
+    "events_after",
+    "wake_events_after",
+    "ack_wake",
+    "claim_process_lease",
+    "renew_process_lease",
+    "complete_process_lease",
+    "release_process_lease",
+    "get_process_lease",
+)
+_WAITS = ("wait_event_after", "await_process")
+
+
+class AsyncProcessRegistry(_Hop):
+    """Async twin of a `ProcessRegistry`. Waits run on the loop's default executor, so a long
+    `await_process` never holds up the registry's other operations."""
+
+    def __init__(self, registry: ProcessRegistry) -> None:
+        super().__init__(registry, "processes")
+
+    @property
+    def sync(self) -> ProcessRegistry:
+        return self._target
+
+    def durability_tier(self) -> Any:
+        return self._target.durability_tier()
+
+    async def close(self) -> None:
+        await self._call(self._target.close)
+        self._shutdown()
+
+
+def _wait(name: str) -> Any:
+    async def call(self: _Hop, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(getattr(self._target, name), *args, **kwargs))
+
+    call.__name__ = name
+    return call
+
+
+for _n in _REGISTRY_METHODS:
+    setattr(AsyncProcessRegistry, _n, _method(_n))
+for _n in _WAITS:
+    setattr(AsyncProcessRegistry, _n, _wait(_n))
+
+
 def wrap_store(store: SessionStore) -> AsyncSessionStore:
     return AsyncSessionStore(store)
 
@@ -136,9 +207,19 @@ class AsyncDeployment:
         self.sync = deployment
         self.url = deployment.url
         self.sessions = AsyncSessionStoreFactory(deployment.sessions)
+        self._processes: AsyncProcessRegistry | None = None
+
+    @property
+    def processes(self) -> AsyncProcessRegistry:
+        if self._processes is None:
+            self._processes = AsyncProcessRegistry(self.sync.processes)
+        return self._processes
 
     async def close(self) -> None:
+        if self._processes is not None:
+            self._processes._shutdown()
         await self.sessions.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.sync.close)
 
     async def __aenter__(self) -> "AsyncDeployment":
         return self

@@ -12,12 +12,15 @@ Query parameters set options: `?synchronous=full`, `?blob_profile=compact`,
 from __future__ import annotations
 
 import os
+import threading
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .contracts import SessionStoreFactory
+from .contracts import ProcessRegistry, SessionStoreFactory
 from .errors import ValidationError
+from .model.process import ProcessSessionDeleteReport
 from .options import StoreOptions
 
 __all__ = ["Deployment", "open", "parse_url", "DEFAULT_URL"]
@@ -67,14 +70,54 @@ def parse_url(url: str) -> tuple[str, str, dict[str, Any]]:
 
 
 class Deployment:
-    """Everything one URL opens. Use as a context manager, or call `close()`."""
+    """Everything one URL opens: `sessions`, `processes` (and, as they arrive, the other stores).
 
-    def __init__(self, url: str, sessions: SessionStoreFactory, options: StoreOptions) -> None:
+    Components other than `sessions` open on first use, so inspecting sessions never creates a
+    registry file. Use as a context manager, or call `close()`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        sessions: SessionStoreFactory,
+        options: StoreOptions,
+        *,
+        openers: dict[str, Callable[[], Any]] | None = None,
+    ) -> None:
         self.url = url
         self.sessions = sessions
         self.options = options
+        self._openers = dict(openers or {})
+        self._opened: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _component(self, name: str) -> Any:
+        with self._lock:
+            if name not in self._opened:
+                opener = self._openers.get(name)
+                if opener is None:
+                    raise ValidationError(f"this deployment ({self.url}) has no {name} store")
+                self._opened[name] = opener()
+            return self._opened[name]
+
+    @property
+    def processes(self) -> ProcessRegistry:
+        """The deployment's process registry."""
+        return self._component("processes")
+
+    def delete_session(self, session_id: str) -> ProcessSessionDeleteReport:
+        """Delete a session everywhere: its store, and its handle grants in the process registry.
+
+        The report names the live processes nobody else holds (to cancel) and those other
+        sessions still hold (kept)."""
+        self.sessions.delete_session(session_id)
+        return self.processes.delete_session_process_state(session_id)
 
     def close(self) -> None:
+        with self._lock:
+            opened, self._opened = list(self._opened.values()), {}
+        for component in reversed(opened):
+            component.close()
         self.sessions.close()
 
     def __enter__(self) -> "Deployment":
@@ -99,8 +142,22 @@ def open(url: str | os.PathLike[str] | None = None, *, options: StoreOptions | N
         base = base.replace(**merged)
     if scheme == "memory":
         from .backends.memory import MemorySessionStoreFactory
+        from .backends.memory.processes import MemoryProcessRegistry
 
-        return Deployment(url, MemorySessionStoreFactory(base), base)
+        return Deployment(
+            url, MemorySessionStoreFactory(base), base, openers={"processes": lambda: MemoryProcessRegistry(base)}
+        )
     from .backends.sqlite import SqliteSessionStoreFactory
 
-    return Deployment(url, SqliteSessionStoreFactory(Path(location), base), base)
+    root = Path(location)
+
+    def sqlite_file(name: str) -> Path:
+        root.mkdir(parents=True, exist_ok=True)
+        return root / name
+
+    def open_processes() -> Any:
+        from .backends.sqlite.processes import SqliteProcessRegistry
+
+        return SqliteProcessRegistry(sqlite_file("processes.db"), base)
+
+    return Deployment(url, SqliteSessionStoreFactory(root, base), base, openers={"processes": open_processes})

@@ -7,6 +7,13 @@ Each scenario is a plain function taking a `SessionHarness`; generate one test p
 """
 
 from .harness import SessionHarness, memory_harness, sqlite_harness
+from .process_suite import (
+    PROCESS_REOPEN_SCENARIOS,
+    PROCESS_SCENARIOS,
+    ProcessHarness,
+    memory_process_harness,
+    sqlite_process_harness,
+)
 from .queue_suite import QUEUE_REOPEN_SCENARIOS, QUEUE_SCENARIOS
 from .session_suite import ALL_SCENARIOS, REOPEN_SCENARIOS, SESSION_SCENARIOS, run_session_suite
 
@@ -20,4 +27,9 @@ __all__ = [
     "run_session_suite",
     "QUEUE_SCENARIOS",
     "QUEUE_REOPEN_SCENARIOS",
+    "ProcessHarness",
+    "memory_process_harness",
+    "sqlite_process_harness",
+    "PROCESS_SCENARIOS",
+    "PROCESS_REOPEN_SCENARIOS",
 ]
