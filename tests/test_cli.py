@@ -305,7 +305,7 @@ def test_default_store_is_dot_lashstore(
     assert (tmp_path / ".lashstore" / lashstore.safe_file_name("demo-session")).is_file()
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["sessions"], ["show"], ["queue"]])
+@pytest.mark.parametrize("command", [[], ["demo"], ["sessions"], ["show"], ["queue"], ["processes"], ["process"]])
 def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, *command, "--help")
     assert rc == EXIT_OK
@@ -315,7 +315,7 @@ def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_help_lists_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run(capsys, "--help")
-    assert "exit status: 0 ok, 1 error reported by lashstore, 2 usage error, 3 session not found" in out
+    assert "exit status: 0 ok, 1 error reported by lashstore, 2 usage error, 3 session or process not found" in out
     for command in ("demo", "sessions", "show"):
         assert command in out
 
@@ -443,4 +443,35 @@ def test_queue_lists_pending_and_claimed_work(demo_store: str, capsys: pytest.Ca
 
 def test_queue_of_unknown_session_exits_3(demo_store: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "--store", demo_store, "queue", "nope")
+    assert code == EXIT_NOT_FOUND and "nope" in err
+
+
+def test_processes_and_process(store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--store", store, "processes")
+    assert code == EXIT_OK and "no processes" in out
+    assert not Path(store).exists()  # looking does not create the store
+    dep = lashstore.open(store)
+    try:
+        reg = dep.processes
+        reg.register_process(lashstore.ProcessRegistration(id="build-42", input={"cmd": "make"}))
+        reg.register_process(lashstore.ProcessRegistration(id="done-1"))
+        reg.complete_process("done-1", lashstore.AwaitSuccess(value={"ok": True}))
+        reg.claim_process_lease("build-42", "worker-a", 60_000)
+    finally:
+        dep.close()
+    rows = run_json(capsys, "--store", store, "processes", "--json")
+    assert [(r["process"]["id"], r["process"]["status"]["state"]) for r in rows] == [
+        ("build-42", "running"),
+        ("done-1", "completed"),
+    ]
+    assert rows[0]["lease"]["owner_id"] == "worker-a" and rows[1]["lease"] is None
+    running = run_json(capsys, "--store", store, "processes", "--status", "running", "--json")
+    assert [r["process"]["id"] for r in running] == ["build-42"]
+    code, out, _ = run(capsys, "--store", store, "processes")
+    assert code == EXIT_OK and "worker-a" in out and "build-42" in out
+    shown = run_json(capsys, "--store", store, "process", "done-1", "--json")
+    assert [e["event_type"] for e in shown["events"]] == ["process.completed"]
+    code, out, _ = run(capsys, "--store", store, "process", "done-1")
+    assert code == EXIT_OK and "process.completed" in out
+    code, _, err = run(capsys, "--store", store, "process", "nope")
     assert code == EXIT_NOT_FOUND and "nope" in err

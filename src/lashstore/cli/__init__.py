@@ -24,20 +24,22 @@ examples:
   lashstore show demo-session                 # head, active path, usage and blobs of one session
   lashstore show demo-session --full --json   # the whole graph, for scripts
   lashstore queue demo-session                # pending and claimed work of a session
+  lashstore processes --status running        # background processes, their leases
+  lashstore process build-42                  # one process and its events
   lashstore --store sqlite:////var/lib/agent/sessions sessions
   LASHSTORE_URL=/tmp/demo-store lashstore sessions --json
 
 store URLs: a directory path, sqlite:///relative/dir, sqlite:////absolute/dir, memory://
             (options as a query: ?synchronous=full&blob_profile=compact)
 
-exit status: 0 ok, 1 error reported by lashstore, 2 usage error, 3 session not found
+exit status: 0 ok, 1 error reported by lashstore, 2 usage error, 3 session or process not found
 """
 
 STORE_HELP = "the store to use (default: $LASHSTORE_URL, else ./.lashstore)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import demo, inspect, queue
+    from . import demo, inspect, processes, queue
 
     parser = argparse.ArgumentParser(
         prog="lashstore",
@@ -54,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub, [common])
     inspect.add_parsers(sub, [common])
     queue.add_parser(sub, [common])
+    processes.add_parsers(sub, [common])
     return parser
 
 

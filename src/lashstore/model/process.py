@@ -505,7 +505,7 @@ class ProcessStatusState(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
-class ProcessStatus(msgspec.Struct, frozen=True, omit_defaults=True):
+class ProcessStatus(msgspec.Struct, frozen=True):
     """`{"state": "running"}`, or a terminal state with the output `await_process` returns."""
 
     state: ProcessStatusState = ProcessStatusState.RUNNING
