@@ -46,3 +46,28 @@ def test_async_await_process_does_not_block_other_registry_calls(tmp_path):
 
     out = asyncio.run(main())
     assert isinstance(out, lashstore.AwaitSuccess) and out.value == {"ok": True}
+
+
+def test_async_host_events_and_effects(tmp_path):
+    async def main():
+        async with lashstore.aio.open(str(tmp_path)) as dep:
+            he = dep.host_events
+            sub = await he.register_subscription(
+                lashstore.TriggerSubscriptionDraft(session_id="s", source_type="webhook", source_key="github")
+            )
+            occ = await he.record_occurrence(
+                lashstore.HostEventOccurrenceRequest(source_type="webhook", source_key="github", payload={}, idempotency_key="d1")
+            )
+            first = await he.reserve_matching_deliveries(occ.occurrence_id)
+            again = await he.reserve_matching_deliveries(occ.occurrence_id)
+            calls = []
+
+            async def fetch():
+                calls.append(1)
+                return {"ok": True}
+
+            a = await dep.effects.aexecute(("turn", "t"), "k", {"q": 1}, fetch)
+            b = await dep.effects.aexecute(("turn", "t"), "k", {"q": 1}, fetch)
+            return sub.handle, len(first), len(again), a, b, len(calls)
+
+    assert asyncio.run(main()) == ("trigger:1", 1, 0, {"ok": True}, {"ok": True}, 1)

@@ -305,7 +305,7 @@ def test_default_store_is_dot_lashstore(
     assert (tmp_path / ".lashstore" / lashstore.safe_file_name("demo-session")).is_file()
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["sessions"], ["show"], ["queue"], ["processes"], ["process"]])
+@pytest.mark.parametrize("command", [[], ["demo"], ["sessions"], ["show"], ["queue"], ["processes"], ["process"], ["triggers"], ["effects"]])
 def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, *command, "--help")
     assert rc == EXIT_OK
@@ -475,3 +475,50 @@ def test_processes_and_process(store: str, capsys: pytest.CaptureFixture[str]) -
     assert code == EXIT_OK and "process.completed" in out
     code, _, err = run(capsys, "--store", store, "process", "nope")
     assert code == EXIT_NOT_FOUND and "nope" in err
+
+
+def test_triggers_and_effects(store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("triggers", "effects"):
+        code, out, _ = run(capsys, "--store", store, command)
+        assert code == EXIT_OK and "no " in out
+    assert not Path(store).exists()
+    dep = lashstore.open(store)
+    try:
+        he = dep.host_events
+        sub = he.register_subscription(
+            lashstore.TriggerSubscriptionDraft(session_id="chat-42", source_type="button", source_key="blue", name="deploy")
+        )
+        occ = he.record_occurrence(
+            lashstore.HostEventOccurrenceRequest(source_type="button", source_key="blue", payload={"n": 1}, idempotency_key="press-1")
+        )
+        assert len(he.reserve_matching_deliveries(occ.occurrence_id)) == 1
+        fx = dep.effects
+        fx.execute(("turn", "t1"), "weather:paris", {"city": "paris"}, lambda: {"temp_c": 21})
+    finally:
+        dep.close()
+    report = run_json(capsys, "--store", store, "triggers", "--occurrences", "5", "--json")
+    assert [s["handle"] for s in report["subscriptions"]] == [sub.handle]
+    assert [o["idempotency_key"] for o in report["occurrences"]] == ["press-1"]
+    assert len(report["deliveries"]) == 1
+    code, out, _ = run(capsys, "--store", store, "triggers", "--occurrences", "5")
+    assert code == EXIT_OK and sub.handle in out and "press-1" in out
+    effects = run_json(capsys, "--store", store, "effects", "--json")
+    assert [(e["replay_key"], e["status"], e["outcome"]) for e in effects] == [("weather:paris", "completed", {"temp_c": 21})]
+    code, out, _ = run(capsys, "--store", store, "effects")
+    assert code == EXIT_OK and "weather:paris" in out
+
+
+def test_deployment_delete_session_cleans_every_store(store: str) -> None:
+    with lashstore.open(store) as dep:
+        dep.sessions.create_store("gone").close()
+        reg = dep.processes
+        reg.register_process(lashstore.ProcessRegistration(id="job"))
+        reg.grant_handle(lashstore.ProcessScope("gone"), "job", lashstore.ProcessHandleDescriptor())
+        dep.host_events.register_subscription(
+            lashstore.TriggerSubscriptionDraft(session_id="gone", source_type="cron", source_key="hourly")
+        )
+        report = dep.delete_session("gone")
+        assert report.cancel_process_ids == ["job"]
+        assert not dep.sessions.has_session("gone")
+        subs = dep.host_events.list_subscriptions(lashstore.TriggerSubscriptionFilter(session_id="gone"))
+        assert [s.enabled for s in subs] == [False]

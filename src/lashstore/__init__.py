@@ -9,19 +9,26 @@
 from __future__ import annotations
 
 from .backends.memory import MemorySessionStore, MemorySessionStoreFactory
+from .backends.memory.effects import MemoryEffectStore
+from .backends.memory.host_events import MemoryHostEventStore
 from .backends.memory.processes import MemoryProcessRegistry
 from .backends.sqlite import SqliteSessionStore, SqliteSessionStoreFactory, safe_file_name
+from .backends.sqlite.effects import SqliteEffectStore
+from .backends.sqlite.host_events import SqliteHostEventStore
 from .backends.sqlite.processes import SqliteProcessRegistry
 from .clock import Clock, ManualClock, RandomIds, SystemClock
 from .codec import canonical_json, stable_hash
-from .contracts import ProcessRegistry, SessionStore, SessionStoreFactory
+from .contracts import EffectStore, HostEventStore, ProcessRegistry, SessionStore, SessionStoreFactory
 from .deployment import Deployment, open
+from .durable_calls import DurableCall, EffectAttempt, ScopedEffectController, durable, durable_call
 from .errors import *  # noqa: F401,F403
 from .errors import __all__ as _errors_all
 from .model import *  # noqa: F401,F403
 from .model import __all__ as _model_all
 from .options import StoreOptions
 from .rules.commit import turn_commit_hash
+from .rules.effects import EffectPolicy
+from .rules.host_events import deterministic_delivery_process_id, source_key_for_subscription
 from .rules.process import JsonSchemaValidator, PayloadValidator
 from .rules.usage import merge_ledger
 
@@ -44,6 +51,20 @@ __all__ = [
     "SqliteProcessRegistry",
     "PayloadValidator",
     "JsonSchemaValidator",
+    "HostEventStore",
+    "MemoryHostEventStore",
+    "SqliteHostEventStore",
+    "source_key_for_subscription",
+    "deterministic_delivery_process_id",
+    "EffectStore",
+    "MemoryEffectStore",
+    "SqliteEffectStore",
+    "EffectPolicy",
+    "EffectAttempt",
+    "ScopedEffectController",
+    "durable",
+    "durable_call",
+    "DurableCall",
     "Clock",
     "SystemClock",
     "ManualClock",

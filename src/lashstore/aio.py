@@ -13,7 +13,7 @@ import functools
 import os
 from typing import Any
 
-from .contracts import ProcessRegistry, SessionStore, SessionStoreFactory
+from .contracts import EffectStore, HostEventStore, ProcessRegistry, SessionStore, SessionStoreFactory
 from .deployment import Deployment
 from .deployment import open as _open_sync
 
@@ -21,6 +21,7 @@ __all__ = [
     "AsyncSessionStore",
     "AsyncSessionStoreFactory",
     "AsyncProcessRegistry",
+    "AsyncHostEventStore",
     "AsyncDeployment",
     "open",
     "wrap_store",
@@ -198,6 +199,45 @@ for _n in _WAITS:
     setattr(AsyncProcessRegistry, _n, _wait(_n))
 
 
+_HOST_EVENT_METHODS = (
+    "register_subscription",
+    "list_subscriptions",
+    "get_subscription",
+    "cancel_subscription",
+    "cancel_session_subscriptions",
+    "record_occurrence",
+    "get_occurrence",
+    "list_occurrences",
+    "reserve_matching_deliveries",
+    "list_deliveries",
+)
+
+
+class AsyncHostEventStore(_Hop):
+    """Async twin of a `HostEventStore`."""
+
+    def __init__(self, store: HostEventStore) -> None:
+        super().__init__(store, "host-events")
+
+    @property
+    def sync(self) -> HostEventStore:
+        return self._target
+
+    def durability_tier(self) -> Any:
+        return self._target.durability_tier()
+
+    def source_key_for_subscription(self, source_type: str, source: Any) -> str:
+        return self._target.source_key_for_subscription(source_type, source)
+
+    async def close(self) -> None:
+        await self._call(self._target.close)
+        self._shutdown()
+
+
+for _n in _HOST_EVENT_METHODS:
+    setattr(AsyncHostEventStore, _n, _method(_n))
+
+
 def wrap_store(store: SessionStore) -> AsyncSessionStore:
     return AsyncSessionStore(store)
 
@@ -208,6 +248,7 @@ class AsyncDeployment:
         self.url = deployment.url
         self.sessions = AsyncSessionStoreFactory(deployment.sessions)
         self._processes: AsyncProcessRegistry | None = None
+        self._host_events: AsyncHostEventStore | None = None
 
     @property
     def processes(self) -> AsyncProcessRegistry:
@@ -215,9 +256,22 @@ class AsyncDeployment:
             self._processes = AsyncProcessRegistry(self.sync.processes)
         return self._processes
 
+    @property
+    def host_events(self) -> AsyncHostEventStore:
+        if self._host_events is None:
+            self._host_events = AsyncHostEventStore(self.sync.host_events)
+        return self._host_events
+
+    @property
+    def effects(self) -> EffectStore:
+        """The effect store itself: it is async-native (`aexecute`, `asleep`, `abegin`, and the
+        `@lashstore.durable` decorator on coroutine functions)."""
+        return self.sync.effects
+
     async def close(self) -> None:
-        if self._processes is not None:
-            self._processes._shutdown()
+        for hop in (self._processes, self._host_events):
+            if hop is not None:
+                hop._shutdown()
         await self.sessions.close()
         await asyncio.get_running_loop().run_in_executor(None, self.sync.close)
 

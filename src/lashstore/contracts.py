@@ -5,9 +5,20 @@ Sync classes are the core; `lashstore.aio` wraps any of them with the same metho
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 from .model.blobs import BlobDescriptor, BlobInfo
+from .model.effects import EffectRecord, EffectScope, EffectStatus
+from .model.host_events import (
+    HostEventOccurrenceRecord,
+    HostEventOccurrenceRequest,
+    TriggerDelivery,
+    TriggerDeliveryReservation,
+    TriggerSubscriptionDraft,
+    TriggerSubscriptionFilter,
+    TriggerSubscriptionRecord,
+)
 from .model.process import (
     ProcessAwaitOutput,
     ProcessEvent,
@@ -42,7 +53,7 @@ from .model.session import (
     VacuumReport,
 )
 
-__all__ = ["SessionStore", "SessionStoreFactory", "ProcessRegistry"]
+__all__ = ["SessionStore", "SessionStoreFactory", "ProcessRegistry", "HostEventStore", "EffectStore"]
 
 
 @runtime_checkable
@@ -282,3 +293,126 @@ class ProcessRegistry(Protocol):
     def get_process_lease(self, process_id: str) -> ProcessLease | None: ...
 
     def close(self) -> None: ...
+
+
+ScopeLike = EffectScope | tuple
+
+
+@runtime_checkable
+class HostEventStore(Protocol):
+    """A trigger router: subscriptions, idempotent occurrences, exactly-once delivery reservations."""
+
+    def durability_tier(self) -> DurabilityTier: ...
+
+    def close(self) -> None: ...
+
+    def source_key_for_subscription(self, source_type: str, source: Any) -> str:
+        """`"source:{type}:sha256:" + stable_hash([type, source])`: stable and non-empty."""
+        ...
+
+    def register_subscription(self, draft: TriggerSubscriptionDraft) -> TriggerSubscriptionRecord:
+        """A new, enabled subscription `trigger:{n}` / `subscription:{n}`; n never repeats."""
+        ...
+
+    def list_subscriptions(self, filter: TriggerSubscriptionFilter | None = None) -> list[TriggerSubscriptionRecord]:
+        """Matching subscriptions (AND of the set filter fields), in creation order. A row that
+        cannot be decoded raises CorruptRecord naming it (never silently skipped)."""
+        ...
+
+    def get_subscription(self, session_id: str, handle: str) -> TriggerSubscriptionRecord | None: ...
+
+    def cancel_subscription(self, session_id: str, handle: str) -> bool:
+        """Disable (never delete); returns the previous `enabled`. Scoped by session."""
+        ...
+
+    def cancel_session_subscriptions(self, session_id: str) -> int:
+        """Disable every enabled subscription of the session; returns how many."""
+        ...
+
+    def record_occurrence(self, request: HostEventOccurrenceRequest) -> HostEventOccurrenceRecord:
+        """Idempotent by (source_type, source_key, idempotency_key); ReplayConflict when that key
+        was recorded with another payload or source."""
+        ...
+
+    def get_occurrence(self, occurrence_id: str) -> HostEventOccurrenceRecord | None: ...
+
+    def list_occurrences(
+        self, *, source_type: str | None = None, source_key: str | None = None, limit: int | None = None
+    ) -> list[HostEventOccurrenceRecord]: ...
+
+    def reserve_matching_deliveries(self, occurrence_id: str) -> list[TriggerDeliveryReservation]:
+        """Reserve each (occurrence, enabled matching subscription) pair exactly once; NotFound
+        for an unknown occurrence."""
+        ...
+
+    def list_deliveries(
+        self,
+        *,
+        occurrence_id: str | None = None,
+        subscription_id: str | None = None,
+        session_id: str | None = None,
+    ) -> list[TriggerDelivery]: ...
+
+
+@runtime_checkable
+class EffectStore(Protocol):
+    """Durable memoisation of non-deterministic calls, keyed by (scope, replay key).
+
+    `lashstore.durable_calls.EffectEngine` implements every operation below on top of four
+    transactional primitives; a backend subclasses it."""
+
+    @property
+    def lease_ttl_ms(self) -> int: ...
+
+    @property
+    def strict(self) -> bool: ...
+
+    def durability_tier(self) -> DurabilityTier: ...
+
+    def close(self) -> None: ...
+
+    def scoped(self, scope: ScopeLike, *, strict: bool = False) -> Any:
+        """A ScopedEffectController; blank scope ids raise ValidationError (missing_effect_scope_id)."""
+        ...
+
+    def scoped_static(self, scope: ScopeLike) -> Any: ...
+
+    def begin(self, scope: ScopeLike, replay_key: str, envelope: Any, *, policy: Any = None,
+              strict: bool = False) -> Any:
+        """Claim or replay; returns an EffectAttempt to settle (complete / fail / release)."""
+        ...
+
+    async def abegin(self, scope: ScopeLike, replay_key: str, envelope: Any, *, policy: Any = None,
+                     strict: bool = False) -> Any: ...
+
+    def execute(self, scope: ScopeLike, replay_key: str, envelope: Any, executor: Callable[[], Any], *,
+                policy: Any = None, strict: bool = False) -> Any:
+        """Run the executor once per key, outside any transaction; replay its recorded outcome."""
+        ...
+
+    async def aexecute(self, scope: ScopeLike, replay_key: str, envelope: Any,
+                       executor: Callable[[], Awaitable[Any] | Any], *, policy: Any = None,
+                       strict: bool = False) -> Any: ...
+
+    def sleep(self, scope: ScopeLike, replay_key: str, duration_ms: int, *, policy: Any = None,
+              strict: bool = False) -> None:
+        """A durable sleep: returns at the due time recorded by its first claim."""
+        ...
+
+    async def asleep(self, scope: ScopeLike, replay_key: str, duration_ms: int, *, policy: Any = None,
+                     strict: bool = False) -> None: ...
+
+    def get_effect(self, scope: ScopeLike, replay_key: str) -> EffectRecord | None: ...
+
+    def list_effects(
+        self,
+        scope: ScopeLike | None = None,
+        *,
+        session_id: str | None = None,
+        status: EffectStatus | str | None = None,
+        limit: int | None = None,
+    ) -> list[EffectRecord]: ...
+
+    def delete_effect(self, scope: ScopeLike, replay_key: str) -> bool: ...
+
+    def delete_scope(self, scope: ScopeLike) -> int: ...

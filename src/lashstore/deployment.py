@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .contracts import ProcessRegistry, SessionStoreFactory
+from .contracts import EffectStore, HostEventStore, ProcessRegistry, SessionStoreFactory
 from .errors import ValidationError
 from .model.process import ProcessSessionDeleteReport
 from .options import StoreOptions
@@ -105,12 +105,24 @@ class Deployment:
         """The deployment's process registry."""
         return self._component("processes")
 
+    @property
+    def host_events(self) -> HostEventStore:
+        """The deployment's trigger subscriptions and host-event occurrences."""
+        return self._component("host_events")
+
+    @property
+    def effects(self) -> EffectStore:
+        """The deployment's recorded effect outcomes (durable calls)."""
+        return self._component("effects")
+
     def delete_session(self, session_id: str) -> ProcessSessionDeleteReport:
-        """Delete a session everywhere: its store, and its handle grants in the process registry.
+        """Delete a session everywhere: its store, its handle grants in the process registry, and
+        its trigger subscriptions (disabled, so no new delivery reaches it).
 
         The report names the live processes nobody else holds (to cancel) and those other
         sessions still hold (kept)."""
         self.sessions.delete_session(session_id)
+        self.host_events.cancel_session_subscriptions(session_id)
         return self.processes.delete_session_process_state(session_id)
 
     def close(self) -> None:
@@ -142,10 +154,19 @@ def open(url: str | os.PathLike[str] | None = None, *, options: StoreOptions | N
         base = base.replace(**merged)
     if scheme == "memory":
         from .backends.memory import MemorySessionStoreFactory
+        from .backends.memory.effects import MemoryEffectStore
+        from .backends.memory.host_events import MemoryHostEventStore
         from .backends.memory.processes import MemoryProcessRegistry
 
         return Deployment(
-            url, MemorySessionStoreFactory(base), base, openers={"processes": lambda: MemoryProcessRegistry(base)}
+            url,
+            MemorySessionStoreFactory(base),
+            base,
+            openers={
+                "processes": lambda: MemoryProcessRegistry(base),
+                "host_events": lambda: MemoryHostEventStore(base),
+                "effects": lambda: MemoryEffectStore(base),
+            },
         )
     from .backends.sqlite import SqliteSessionStoreFactory
 
@@ -160,4 +181,19 @@ def open(url: str | os.PathLike[str] | None = None, *, options: StoreOptions | N
 
         return SqliteProcessRegistry(sqlite_file("processes.db"), base)
 
-    return Deployment(url, SqliteSessionStoreFactory(root, base), base, openers={"processes": open_processes})
+    def open_host_events() -> Any:
+        from .backends.sqlite.host_events import SqliteHostEventStore
+
+        return SqliteHostEventStore(sqlite_file("host_events.db"), base)
+
+    def open_effects() -> Any:
+        from .backends.sqlite.effects import SqliteEffectStore
+
+        return SqliteEffectStore(sqlite_file("effects.db"), base)
+
+    return Deployment(
+        url,
+        SqliteSessionStoreFactory(root, base),
+        base,
+        openers={"processes": open_processes, "host_events": open_host_events, "effects": open_effects},
+    )

@@ -26,6 +26,8 @@ examples:
   lashstore queue demo-session                # pending and claimed work of a session
   lashstore processes --status running        # background processes, their leases
   lashstore process build-42                  # one process and its events
+  lashstore triggers --occurrences 10         # trigger subscriptions, recent occurrences
+  lashstore effects --status in_progress      # recorded durable calls
   lashstore --store sqlite:////var/lib/agent/sessions sessions
   LASHSTORE_URL=/tmp/demo-store lashstore sessions --json
 
@@ -39,7 +41,7 @@ STORE_HELP = "the store to use (default: $LASHSTORE_URL, else ./.lashstore)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import demo, inspect, processes, queue
+    from . import demo, events, inspect, processes, queue
 
     parser = argparse.ArgumentParser(
         prog="lashstore",
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_parsers(sub, [common])
     queue.add_parser(sub, [common])
     processes.add_parsers(sub, [common])
+    events.add_parsers(sub, [common])
     return parser
 
 

@@ -7,6 +7,20 @@ Each scenario is a plain function taking a `SessionHarness`; generate one test p
 """
 
 from .harness import SessionHarness, memory_harness, sqlite_harness
+from .effect_suite import (
+    EFFECT_REOPEN_SCENARIOS,
+    EFFECT_SCENARIOS,
+    EffectHarness,
+    memory_effect_harness,
+    sqlite_effect_harness,
+)
+from .host_event_suite import (
+    HOST_EVENT_REOPEN_SCENARIOS,
+    HOST_EVENT_SCENARIOS,
+    HostEventHarness,
+    memory_host_event_harness,
+    sqlite_host_event_harness,
+)
 from .process_suite import (
     PROCESS_REOPEN_SCENARIOS,
     PROCESS_SCENARIOS,
@@ -32,4 +46,14 @@ __all__ = [
     "sqlite_process_harness",
     "PROCESS_SCENARIOS",
     "PROCESS_REOPEN_SCENARIOS",
+    "EffectHarness",
+    "memory_effect_harness",
+    "sqlite_effect_harness",
+    "EFFECT_SCENARIOS",
+    "EFFECT_REOPEN_SCENARIOS",
+    "HostEventHarness",
+    "memory_host_event_harness",
+    "sqlite_host_event_harness",
+    "HOST_EVENT_SCENARIOS",
+    "HOST_EVENT_REOPEN_SCENARIOS",
 ]
