@@ -37,3 +37,11 @@ def test_quickstart_code_in_the_readme_is_the_example(tmp_path):
 
 def test_async_quickstart_runs(tmp_path):
     assert _run("quickstart_async.py", tmp_path) == "revision 1 nodes ['u1']\n"
+
+
+def test_durable_calls_output_matches_the_readme(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- durable-output -->\n```\n(.*?)```", readme, re.S).group(1)
+    first, second = block.split("---\n")
+    assert _run("durable_calls.py", tmp_path) == first
+    assert _run("durable_calls.py", tmp_path) == second
