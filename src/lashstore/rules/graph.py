@@ -19,7 +19,7 @@ from typing import NamedTuple
 from ..errors import ValidationError
 from ..model.session import GraphAppend, GraphCommitDelta, GraphNode, GraphReplaceFull
 
-__all__ = ["GraphPlan", "ids_to_look_up", "plan_graph_delta", "active_path", "repair_leaf"]
+__all__ = ["GraphPlan", "ids_to_look_up", "unique_new_ids", "plan_graph_delta", "active_path", "repair_leaf"]
 
 
 class GraphPlan(NamedTuple):
@@ -42,6 +42,21 @@ def ids_to_look_up(delta: GraphCommitDelta) -> set[str]:
             if n.parent_node_id is not None:
                 need.add(n.parent_node_id)
     return need
+
+
+def unique_new_ids(delta: GraphCommitDelta) -> set[str]:
+    """Appended ids whose stored state cannot change `plan_graph_delta`'s answer, given that the
+    backend's UNIQUE constraint refuses them anyway if they exist: ids listed once, and not named
+    as a parent by a node that comes before (or is) them. A backend may skip looking these up."""
+    if not isinstance(delta, GraphAppend):
+        return set()
+    pos: dict[str, int] = {}
+    for i, n in enumerate(delta.nodes):
+        if n.node_id in pos:
+            return set()  # a duplicate: let the full lookup decide which error comes first
+        pos[n.node_id] = i
+    late = {n.parent_node_id for i, n in enumerate(delta.nodes) if n.parent_node_id in pos and pos[n.parent_node_id] >= i}
+    return set(pos) - late
 
 
 def plan_graph_delta(

@@ -15,7 +15,6 @@ from ...model.session import (
     DurabilityTier,
     FullGraph,
     GcReport,
-    GraphAppend,
     GraphNode,
     HydratedSessionCheckpoint,
     PersistedSessionRead,
@@ -64,6 +63,10 @@ _INSERT_BLOB = (
     "INSERT OR IGNORE INTO blobs (hash, kind, compression, raw_size, created_at_ms, content) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
+class _ReusedNodeId(Exception):
+    """Internal: an appended node id hit the UNIQUE constraint; the transaction must roll back."""
+
+
 _HEAD_COLS = "session_id, head_revision, checkpoint_ref, leaf_node_id, node_count, updated_at_ms, body"
 
 
@@ -484,6 +487,15 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
             ).fetchone()
         return None if row is None else decode_node(node_id, row[0])
 
+    def _explain_reused_node(self, commit: RuntimeCommit) -> None:
+        """Raise the graph rules' error for a commit whose insert hit an existing node id."""
+        with self._db.read("commit runtime state") as c:
+            sid = commit.session_id
+            stored = self._node_states(c, sid, graph_rules.ids_to_look_up(commit.graph))
+            head = c.execute("SELECT node_count FROM session_head WHERE session_id = ?", (sid,)).fetchone()
+        graph_rules.plan_graph_delta(commit.graph, stored, head[0] if head else 0)
+        raise ValidationError("graph: an appended node id already exists; node ids are never reused")
+
     @staticmethod
     def _node_states(c: sqlite3.Connection, sid: str, ids: set[str]) -> dict[str, bool]:
         """node id -> tombstoned, for those of `ids` that exist."""
@@ -508,23 +520,24 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
         node_bodies = [pack(n) for n in getattr(graph, "nodes", ())]
         head_body = pack(HeadBody(commit.config, commit.agent_frames, commit.current_agent_frame_id))
         sid = commit.session_id
-        with self._db.write("commit runtime state") as c:
-            self._bind_check(c, sid)
-            stamp = commit.turn_commit
-            if stamp is not None:
-                row = c.execute(
-                    "SELECT turn_commit_hash, result FROM turn_commits WHERE session_id = ? AND turn_id = ?",
-                    (stamp.session_id, stamp.turn_id),
-                ).fetchone() if stamp.session_id == sid else None
-                if commit_rules.check_turn_stamp(commit, row[0] if row else None):
-                    result = decode_result(f"{stamp.session_id}/{stamp.turn_id}", row[1])  # type: ignore[index]
-                    replayed = True
+        try:
+            with self._db.write("commit runtime state") as c:
+                self._bind_check(c, sid)
+                stamp = commit.turn_commit
+                row = None
+                if stamp is not None and stamp.session_id == sid:
+                    row = c.execute(
+                        "SELECT turn_commit_hash, result FROM turn_commits WHERE session_id = ? AND turn_id = ?",
+                        (stamp.session_id, stamp.turn_id),
+                    ).fetchone()
+                replayed = commit_rules.check_turn_stamp(commit, row[0] if row else None)
+                if replayed:
+                    result = decode_result(f"{sid}/{stamp.turn_id}", row[1])  # type: ignore[union-attr,index]
                 else:
-                    replayed = False
-            else:
-                replayed = False
-            if not replayed:
-                result = self._write_commit(c, commit, prepared, node_bodies, head_body)
+                    result = self._write_commit(c, commit, prepared, node_bodies, head_body)
+        except _ReusedNodeId:
+            # The transaction rolled back; explain against what is stored.
+            self._explain_reused_node(commit)
         if not replayed:
             self._head_children = self._pending_children
         self._after_commit()
@@ -554,8 +567,7 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
         # invariant every write keeps), and a reused id among the appended nodes is caught by the
         # UNIQUE constraint below, so the usual append (under the leaf) needs no lookup at all.
         stored: dict[str, bool] = {} if head_leaf is None else {head_leaf: False}
-        appended = {n.node_id for n in getattr(commit.graph, "nodes", ())} if isinstance(commit.graph, GraphAppend) else set()
-        unknown = graph_rules.ids_to_look_up(commit.graph) - stored.keys() - appended
+        unknown = graph_rules.ids_to_look_up(commit.graph) - stored.keys() - graph_rules.unique_new_ids(commit.graph)
         if unknown:
             stored.update(self._node_states(c, sid, unknown))
         plan = graph_rules.plan_graph_delta(commit.graph, stored, live_count)
@@ -591,10 +603,9 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
                     [(sid, n.node_id, n.parent_node_id, body) for n, body in zip(plan.insert, node_bodies)],
                 )
             except sqlite3.IntegrityError:
-                # An appended id already exists: let the rules say so (the transaction rolls back).
-                stored.update(self._node_states(c, sid, appended))
-                graph_rules.plan_graph_delta(commit.graph, stored, live_count)
-                raise
+                # An appended id already exists. Rows before it in this statement are in now, so
+                # the rules are asked after the rollback (commit_runtime_state does that).
+                raise _ReusedNodeId() from None
         if head is None:
             c.execute(
                 f"INSERT INTO session_head ({_HEAD_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
