@@ -447,3 +447,24 @@ def test_listing_sessions_never_modifies_a_file(tmp_path):
     assert listed["empty-0123456789abcdef"].error and listed["bad-fedcba9876543210"].error
     assert {p.name: p.read_bytes() for p in (empty, garbage)} == before
     assert not (tmp_path / "empty-0123456789abcdef.db-wal").exists()
+
+
+def test_append_reusing_a_later_node_id_leaves_nothing_behind(tmp_path):
+    """Regression: the nodes inserted before the reused id were committed with the refusal."""
+    with SqliteSessionStore(tmp_path / "s.db") as s:
+        first = lashstore.RuntimeCommit(
+            session_id="s", graph=lashstore.GraphAppend([lashstore.GraphNode(node_id="a")], "a")
+        )
+        s.commit_runtime_state(first)
+        bad = lashstore.RuntimeCommit(
+            session_id="s",
+            graph=lashstore.GraphAppend(
+                [lashstore.GraphNode(node_id="fresh", parent_node_id="a"), lashstore.GraphNode(node_id="a", parent_node_id="fresh")],
+                "a",
+            ),
+        )
+        with pytest.raises(lashstore.ValidationError, match="'a' is an existing node"):
+            s.commit_runtime_state(bad)
+        assert s.load_node("fresh") is None
+        assert s.load_head().head_revision == 1
+        assert [n.node_id for n in s.load_session().graph.nodes] == ["a"]
