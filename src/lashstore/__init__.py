@@ -25,6 +25,7 @@ from .errors import *  # noqa: F401,F403
 from .errors import __all__ as _errors_all
 from .model import *  # noqa: F401,F403
 from .model import __all__ as _model_all
+from . import ops
 from .options import StoreOptions
 from .rules.commit import turn_commit_hash
 from .rules.effects import EffectPolicy
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "ops",
     "open",
     "Deployment",
     "StoreOptions",

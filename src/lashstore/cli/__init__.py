@@ -20,28 +20,36 @@ __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_
 EPILOG = """\
 examples:
   lashstore demo                              # write a scripted agent session into ./.lashstore
-  lashstore sessions                          # list the sessions of the store
+  lashstore sessions --match 'demo*' --sort revision --limit 20
   lashstore show demo-session                 # head, active path, usage and blobs of one session
   lashstore show demo-session --full --json   # the whole graph, for scripts
+  lashstore graph demo-session                # the conversation as a tree: branches, tombstones
+  lashstore usage                             # tokens per model and source, over every session
   lashstore queue demo-session                # pending and claimed work of a session
   lashstore processes --status running        # background processes, their leases
   lashstore process build-42                  # one process and its events
   lashstore triggers --occurrences 10         # trigger subscriptions, recent occurrences
   lashstore effects --status in_progress      # recorded durable calls
+  lashstore retain --keep-turns 50 --dry-run  # what retention would remove
+  lashstore gc && lashstore vacuum            # collect unreachable blobs, drop tombstones, shrink files
+  lashstore verify                            # every record, blob hash and checkpoint
+  lashstore export demo-session -o demo.jsonl && lashstore --store /tmp/copy import demo.jsonl
+  lashstore migrate                           # schema migrations, versions before and after
   lashstore --store sqlite:////var/lib/agent/sessions sessions
   LASHSTORE_URL=/tmp/demo-store lashstore sessions --json
 
 store URLs: a directory path, sqlite:///relative/dir, sqlite:////absolute/dir, memory://
             (options as a query: ?synchronous=full&blob_profile=compact)
 
-exit status: 0 ok, 1 error reported by lashstore, 2 usage error, 3 session or process not found
+exit status: 0 ok, 1 error reported by lashstore, 2 usage error, 3 session or process not found,
+             4 verify found damaged records, 5 import refused: the session exists (use --replace)
 """
 
 STORE_HELP = "the store to use (default: $LASHSTORE_URL, else ./.lashstore)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import demo, events, inspect, processes, queue
+    from . import demo, events, graph, inspect, ops, processes, queue, usage
 
     parser = argparse.ArgumentParser(
         prog="lashstore",
@@ -57,9 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     demo.add_parser(sub, [common])
     inspect.add_parsers(sub, [common])
+    graph.add_parser(sub, [common])
+    usage.add_parser(sub, [common])
     queue.add_parser(sub, [common])
     processes.add_parsers(sub, [common])
     events.add_parsers(sub, [common])
+    ops.add_parsers(sub, [common])
     return parser
 
 

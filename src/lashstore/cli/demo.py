@@ -429,17 +429,19 @@ class _Agent:
             "generation": i,
             "cwd": CWD,
             "open_files": dict(self.files),
-            "history": list(self.history),
+            # A runtime keeps a bounded window of recent tool calls, so the state stays the same
+            # size however long the session runs.
+            "history": self.history[-HISTORY_WINDOW:],
         }
         # The memory plugin writes a new snapshot every third turn; in between its ref passes through.
         plugin_snapshot = None
         if self.plugin_ref is None or i % 3 == 0:
             self.plugin_rev += 1
             self.facts.append(f"turn {i}: {step.reply[:80]}")
-            plugin_snapshot = {"plugin": "memory", "revision": self.plugin_rev, "facts": list(self.facts)}
+            plugin_snapshot = {"plugin": "memory", "revision": self.plugin_rev, "facts": self.facts[-HISTORY_WINDOW:]}
         self.cells.append(f"# turn {i}\nresult = tools.{step.tool}(**{step.args!r})\n")
         execution_state = msgspec.msgpack.encode(
-            {"runtime": "python-repl", "step": i, "cells": self.cells, "globals": {"result_len": len(step.output)}}
+            {"runtime": "python-repl", "step": i, "cells": self.cells[-HISTORY_WINDOW:], "globals": {"result_len": len(step.output)}}
         )
         commit = RuntimeCommit(
             session_id=self.sid,
@@ -479,6 +481,10 @@ class _Agent:
         """What a runtime does after someone else changed the session: read the head again."""
         head = self.store.load_head()
         self.head = head.head_revision if head else 0
+
+
+#: Tool calls, memory facts and REPL cells a checkpoint keeps (the demo's state stays bounded).
+HISTORY_WINDOW = 24
 
 
 def user_message_draft(session_id: str, text: str, source: str) -> QueuedWorkBatchDraft:

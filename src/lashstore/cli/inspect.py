@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 from typing import Any
 
 import msgspec
@@ -17,6 +18,7 @@ from ..model.session import (
     SessionCheckpoint,
     SessionMeta,
     SessionPickerInfo,
+    SessionSummary,
     TokenLedgerEntry,
 )
 from . import render
@@ -28,6 +30,8 @@ __all__ = ["add_parsers", "run_sessions", "run_show", "ShowReport"]
 SESSIONS_EPILOG = """\
 examples:
   lashstore sessions
+  lashstore sessions --match 'chat-*' --sort updated --limit 20 --offset 20
+  lashstore sessions --match research --sort name
   lashstore --store sqlite:////var/lib/agent/sessions sessions
   lashstore sessions --json | jq -r '.[] | select(.error == null) | .session_id'
 
@@ -54,6 +58,13 @@ def add_parsers(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None
         epilog=SESSIONS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--match", metavar="PATTERN",
+                   help="only sessions whose id or name matches: a glob (*, ?, [..]) or else a substring; "
+                   "case-insensitive")
+    p.add_argument("--sort", choices=["updated", "name", "revision"], default="updated",
+                   help="updated: newest first (default); name: by session name, then id; revision: highest first")
+    p.add_argument("--limit", type=_non_negative, metavar="N", help="at most N sessions")
+    p.add_argument("--offset", type=_non_negative, default=0, metavar="N", help="skip the first N (after sorting)")
     p.add_argument("--json", action="store_true", help="print a JSON list (SessionSummary records) instead")
     p.set_defaults(handler=run_sessions)
 
@@ -75,19 +86,70 @@ def add_parsers(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None
 # -- sessions -----------------------------------------------------------------------------------
 
 
+def _non_negative(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {n}")
+    return n
+
+
+def select_sessions(
+    rows: list[SessionSummary],
+    *,
+    match: str | None = None,
+    sort: str = "updated",
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[SessionSummary]:
+    """Filter by id or name (glob, else substring; case-insensitive), sort, then paginate."""
+    if match:
+        pattern = match.lower()
+        glob = any(ch in pattern for ch in "*?[")
+
+        def hit(r: SessionSummary) -> bool:
+            for value in (r.session_id, r.meta.session_name if r.meta else None):
+                if value is None:
+                    continue
+                v = value.lower()
+                if (fnmatch.fnmatchcase(v, pattern) if glob else pattern in v):
+                    return True
+            return False
+
+        rows = [r for r in rows if hit(r)]
+    if sort == "name":
+        rows = sorted(rows, key=lambda r: ((r.meta.session_name if r.meta else r.session_id).lower(), r.session_id))
+    elif sort == "revision":
+        rows = sorted(rows, key=lambda r: (r.head_revision is None, -(r.head_revision or 0), r.session_id))
+    else:
+        rows = sorted(rows, key=lambda r: (r.updated_at_ms is None, -(r.updated_at_ms or 0), r.session_id))
+    end = None if limit is None else offset + limit
+    return rows[offset:end]
+
+
 def run_sessions(args: argparse.Namespace) -> int:
     with open_deployment(args.store) as dep:
-        rows = dep.sessions.list_sessions()
+        every = dep.sessions.list_sessions()
+    rows = select_sessions(every, match=args.match, sort=args.sort, limit=args.limit, offset=args.offset)
     if args.json:
         render.write_json(rows)
         return EXIT_OK
     console = render.out()
-    if not rows:
+    if not every:
         console.print(Text(f"no sessions in {args.store}", style="yellow"))
         console.print(Text("write one with: lashstore demo", style="dim"))
         return EXIT_OK
+    if not rows:
+        console.print(Text(f"none of the {len(every)} sessions in {args.store} match", style="yellow"))
+        return EXIT_OK
     bad = sum(1 for r in rows if r.error)
     title = f"{len(rows)} session{'s' * (len(rows) != 1)} in {args.store}"
+    if len(rows) != len(every):
+        first = args.offset + 1
+        title = f"sessions {first}-{args.offset + len(rows)} of {len(every)} in {args.store}" if (
+            args.offset or args.limit is not None) else f"{len(rows)} of {len(every)} sessions in {args.store}"
     console.print(render.sessions_table(rows, title=title, width=console.width))
     if bad:
         render.err().print(Text(f"{bad} session file{'s' * (bad != 1)} could not be read (see the error column)",

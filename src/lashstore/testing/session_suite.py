@@ -47,6 +47,7 @@ from ..model.session import (
     TokenUsage,
     TurnCommitStamp,
 )
+from ..clock import ManualClock
 from ..options import StoreOptions
 from .harness import SessionHarness
 
@@ -892,9 +893,14 @@ def g01_gc_keeps_rooted_checkpoint_blobs(h: SessionHarness) -> None:
 
 
 def g02_auto_gc_runs_after_commit_without_reentrant_locking(h: SessionHarness) -> None:
-    store = h.make(StoreOptions(auto_gc_every_commits=1))
+    clock = ManualClock()
+    store = h.make(StoreOptions(auto_gc_every_commits=1, clock=clock))
     orphan = store.put_blob(b"orphan before the commit")
     outcome: list[Any] = []
+    # The automatic collection spares blobs younger than its grace period (a runtime may have put
+    # them for its next commit); the orphan is older than that.
+    clock.advance(store.options.gc_grace_ms + 1)
+    young = store.put_blob(b"put just before the commit: inside the grace period")
 
     def commit() -> None:
         try:
@@ -910,6 +916,7 @@ def g02_auto_gc_runs_after_commit_without_reentrant_locking(h: SessionHarness) -
         raise outcome[0]
     result = outcome[0]
     assert store.get_blob(orphan) is None, "auto GC after the commit did not collect the orphan"
+    assert store.get_blob(young) is not None, "auto GC collected a blob inside its grace period"
     assert getattr(store, "last_gc_error", None) is None
     assert store.get_blob(result.checkpoint_ref) is not None
     assert _must_read(store).checkpoint.tool_state == tool_state(1)  # type: ignore[union-attr]

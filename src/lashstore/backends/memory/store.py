@@ -59,6 +59,7 @@ from ..common import (
 )
 
 from .attachments import ManifestRow, MemoryAttachmentMixin
+from .maintenance import MemoryMaintenanceMixin
 from .queue import BatchRow, MemoryQueueMixin
 
 __all__ = ["MemorySessionStore", "MemoryFile"]
@@ -93,7 +94,7 @@ class MemoryFile:
     heads: dict[str, _Head] = field(default_factory=dict)
     nodes: dict[str, dict[str, _Node]] = field(default_factory=dict)  # session -> id -> node
     usage: list[tuple[int, str, TokenLedgerEntry]] = field(default_factory=list)
-    turn_commits: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)
+    turn_commits: dict[tuple[str, str], tuple[str, bytes, int]] = field(default_factory=dict)
     meta: dict[str, tuple[SessionMeta, bytes]] = field(default_factory=dict)
     artifacts: dict[tuple[str, str], str] = field(default_factory=dict)
     seq: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -103,7 +104,7 @@ class MemoryFile:
     manifest: dict[tuple[str, str], ManifestRow] = field(default_factory=dict)
 
 
-class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin):
+class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin, MemoryMaintenanceMixin):
     def __init__(
         self,
         *,
@@ -176,7 +177,8 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin):
     # -- blobs ---------------------------------------------------------------------------------
     def _insert_blobs(self, blobs: list[PreparedBlob], now: int) -> None:
         for b in blobs:
-            self._f.blobs.setdefault(b.ref, (b, now))
+            # The first stored form wins; a re-put refreshes the age (see the SQLite store).
+            self._f.blobs[b.ref] = (self._f.blobs.get(b.ref, (b, now))[0], now)
 
     def _load_blob(self, ref: str) -> bytes | None:
         entry = self._f.blobs.get(ref)
@@ -490,7 +492,7 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin):
         self._stamp_attachments(commit, now)
         stamp = commit.turn_commit
         if stamp is not None:
-            f.turn_commits[(stamp.session_id, stamp.turn_id)] = (stamp.turn_commit_hash, pack(result))
+            f.turn_commits[(stamp.session_id, stamp.turn_id)] = (stamp.turn_commit_hash, pack(result), now)
         self._bound_cache = sid
         return result
 
@@ -501,7 +503,7 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin):
         self._commits += 1
         if self._commits % every == 0:
             try:
-                self.gc_unreachable()
+                self.gc_unreachable(grace_ms=self._opts.gc_grace_ms)
                 self.last_gc_error = None
             except Exception as e:  # noqa: BLE001
                 self.last_gc_error = e
@@ -543,7 +545,8 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin):
         return VacuumReport(removed_node_count=len(dead))
 
     # -- garbage collection --------------------------------------------------------------------
-    def gc_unreachable(self) -> GcReport:
+    def gc_unreachable(self, *, grace_ms: int = 0, dry_run: bool = False) -> GcReport:
+        v.check_nonneg_int(grace_ms, "grace_ms")
         with self._lock():
             f = self._f
             checkpoint_roots = []
@@ -551,21 +554,23 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin):
                 decode_head_body(sid, h.body)
                 if h.checkpoint_ref is not None:
                     checkpoint_roots.append(h.checkpoint_ref)
-            artifact_roots = list(f.artifacts.values())
-            artifact_roots += list(dict.fromkeys(a for _, a in f.manifest))
+            other_roots = list(f.artifacts.values())
+            other_roots += list(dict.fromkeys(a for _, a in f.manifest))
 
             def load_manifest(ref: str):
                 data = self._load_blob(ref)
                 return None if data is None else decode_manifest(ref, data)
 
-            retained = mark_reachable(checkpoint_roots, artifact_roots, load_manifest)
-            doomed = [(h, len(b.stored)) for h, (b, _) in f.blobs.items() if h not in retained]
-            for h, _ in doomed:
-                del f.blobs[h]
+            retained = mark_reachable(checkpoint_roots, other_roots, load_manifest)
+            cutoff = self._clock.now_ms() - grace_ms
+            doomed = [(h, len(b.stored)) for h, (b, at) in f.blobs.items() if h not in retained and at <= cutoff]
+            if not dry_run:
+                for h, _ in doomed:
+                    del f.blobs[h]
             present = len(f.blobs)
         return GcReport(
-            root_count=len(set(checkpoint_roots)) + len(set(artifact_roots)),
-            retained_blob_count=present,
+            root_count=len(set(checkpoint_roots)) + len(set(other_roots)),
+            retained_blob_count=present - (len(doomed) if dry_run else 0),
             deleted_blob_count=len(doomed),
             deleted_bytes=sum(s for _, s in doomed),
         )

@@ -137,11 +137,9 @@ class SqliteAttachmentMixin:
         b = prepare_blob(content, _ATTACHMENT, self._profile, self._level)
         with self._db.write("put attachment") as c:
             now = self._clock.now_ms()
-            c.execute(
-                "INSERT OR IGNORE INTO blobs (hash, kind, compression, raw_size, created_at_ms, content) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (b.ref, b.kind, b.compression, b.raw_size, now, b.stored),
-            )
+            from .store import _insert_blobs
+
+            _insert_blobs(c, [b], now)
             c.execute(
                 "INSERT INTO attachment_manifest (session_id, attachment_id, canonical_uri, intent_at_ms, "
                 "media_type, byte_len, width, height, label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "

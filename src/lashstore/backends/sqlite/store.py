@@ -52,6 +52,7 @@ from ..common import (
 )
 from .attachments import SqliteAttachmentMixin
 from .connection import Database
+from .maintenance import SqliteMaintenanceMixin
 from .queue import SqliteQueueMixin
 from .schema import KIND, MIGRATIONS
 
@@ -59,10 +60,13 @@ __all__ = ["SqliteSessionStore"]
 
 log = logging.getLogger("lashstore")
 
+# A re-put refreshes created_at_ms: bytes that were garbage and are put again are young again, so
+# the GC grace period protects them until the commit that references them.
 _INSERT_BLOB = (
-    "INSERT OR IGNORE INTO blobs (hash, kind, compression, raw_size, created_at_ms, content) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO blobs (hash, kind, compression, raw_size, created_at_ms, content) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET created_at_ms = excluded.created_at_ms"
 )
+
 class _ReusedNodeId(Exception):
     """Internal: an appended node id hit the UNIQUE constraint; the transaction must roll back."""
 
@@ -91,7 +95,7 @@ def _missing_refs(c: sqlite3.Connection, refs: list[str]) -> list[str]:
     return [r for r in refs if r not in found]
 
 
-class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
+class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin, SqliteMaintenanceMixin):
     """A session store in one SQLite file.
 
     `session_id` fixes the session at open (the factory does this); without it the first commit
@@ -127,8 +131,9 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
         self._summarise = summariser
         self._commits = 0
         self.last_gc_error: BaseException | None = None
-        # ((session, revision), snapshot refs of that head's checkpoint), from this object's last commit.
-        self._head_children: tuple[tuple[str, int] | None, set[str]] = (None, set())
+        # ((session, revision, checkpoint ref), snapshot refs of that checkpoint), from this object's
+        # last commit: while the head is exactly that, those blobs exist (GC keeps a head's snapshots).
+        self._head_children: tuple[tuple[str, int, str] | None, set[str]] = (None, set())
         self._pending_children = self._head_children
 
     @classmethod
@@ -553,15 +558,16 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
     ) -> RuntimeCommitResult:
         sid = commit.session_id
         head = c.execute(
-            "SELECT head_revision, node_count, leaf_node_id FROM session_head WHERE session_id = ?", (sid,)
+            "SELECT head_revision, node_count, leaf_node_id, checkpoint_ref FROM session_head WHERE session_id = ?",
+            (sid,),
         ).fetchone()
-        actual, live_count, head_leaf = head if head else (0, 0, None)
+        actual, live_count, head_leaf, head_ref = head if head else (0, 0, None, None)
         next_rev = commit_rules.check_cas(commit, actual)
         now = self._clock.now_ms()
         self._check_completions(c, commit, now)
         # Snapshot refs passed through from the current head exist (GC keeps a head's snapshots);
         # only refs from elsewhere need a lookup.
-        known = self._head_children[1] if self._head_children[0] == (sid, actual) else ()
+        known = self._head_children[1] if self._head_children[0] == (sid, actual, head_ref) else ()
         self._require_refs(c, [r for r in prepared.passthrough_refs if r not in known])
         # What the graph rules need to know about stored nodes. The head's leaf is live (an
         # invariant every write keeps), and a reused id among the appended nodes is caught by the
@@ -619,7 +625,10 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
             )
         result = RuntimeCommitResult(next_rev, prepared.checkpoint_ref, prepared.manifest)
         m = prepared.manifest
-        self._pending_children = ((sid, next_rev), {m.tool_state_ref, m.plugin_snapshot_ref, m.execution_state_ref} - {None})
+        self._pending_children = (
+            (sid, next_rev, prepared.checkpoint_ref),
+            {m.tool_state_ref, m.plugin_snapshot_ref, m.execution_state_ref} - {None},
+        )
         self._consume_completions(c, commit, now)
         self._stamp_attachments(c, commit, now)
         stamp = commit.turn_commit
@@ -640,7 +649,7 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
         if self._commits % every == 0:
             # The commit is durable already; a failed collection must not make it look failed.
             try:
-                self.gc_unreachable()
+                self.gc_unreachable(grace_ms=self._opts.gc_grace_ms)
                 self.last_gc_error = None
             except Exception as e:  # noqa: BLE001 - kept for the caller, and logged loudly
                 self.last_gc_error = e
@@ -700,41 +709,44 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin):
         return VacuumReport(removed_node_count=n)
 
     # -- garbage collection --------------------------------------------------------------------
-    def gc_unreachable(self) -> GcReport:
-        """Delete every blob not reachable from a head checkpoint or a named artifact.
+    def gc_unreachable(self, *, grace_ms: int = 0, dry_run: bool = False) -> GcReport:
+        """Delete every blob not reachable from a head checkpoint, a named artifact or an attachment
+        manifest row, except blobs written less than `grace_ms` ago (a runtime may have put them
+        for its next commit; the automatic collection after commits uses options.gc_grace_ms).
 
         Roots are the heads of every session in the file. A head or manifest that cannot be
-        decoded raises CorruptRecord and nothing is deleted.
+        decoded raises CorruptRecord and nothing is deleted. `dry_run` reports without deleting.
         """
-        with self._db.write("gc") as c:
+        v.check_nonneg_int(grace_ms, "grace_ms")
+        with (self._db.read if dry_run else self._db.write)("gc") as c:
             heads = c.execute(f"SELECT {_HEAD_COLS} FROM session_head").fetchall()
             checkpoint_roots = []
             for row in heads:
                 head = self._head_meta(row)
                 if head.checkpoint_ref is not None:
                     checkpoint_roots.append(head.checkpoint_ref)
-            artifact_roots = [r for (r,) in c.execute("SELECT blob_ref FROM artifact_refs")]
+            other_roots = [r for (r,) in c.execute("SELECT blob_ref FROM artifact_refs")]
             # Attachment bytes are held by every manifest row naming them, committed or not;
             # dropping an intent (forget) is what releases them.
-            artifact_roots += [
-                r for (r,) in c.execute("SELECT DISTINCT attachment_id FROM attachment_manifest")
-            ]
+            other_roots += [r for (r,) in c.execute("SELECT DISTINCT attachment_id FROM attachment_manifest")]
 
             def load_manifest(ref: str):
                 data = _load_blob(c, ref)
                 return None if data is None else decode_manifest(ref, data)
 
-            retained = mark_reachable(checkpoint_roots, artifact_roots, load_manifest)
+            retained = mark_reachable(checkpoint_roots, other_roots, load_manifest)
+            cutoff = self._clock.now_ms() - grace_ms
             doomed = [
                 (h, size)
-                for h, size in c.execute("SELECT hash, length(content) FROM blobs")
-                if h not in retained
+                for h, size, created in c.execute("SELECT hash, length(content), created_at_ms FROM blobs")
+                if h not in retained and created <= cutoff
             ]
-            c.executemany("DELETE FROM blobs WHERE hash = ?", [(h,) for h, _ in doomed])
+            if not dry_run:
+                c.executemany("DELETE FROM blobs WHERE hash = ?", [(h,) for h, _ in doomed])
             present = c.execute("SELECT count(*) FROM blobs").fetchone()[0]
         return GcReport(
-            root_count=len(set(checkpoint_roots)) + len(set(artifact_roots)),
-            retained_blob_count=present,
+            root_count=len(set(checkpoint_roots)) + len(set(other_roots)),
+            retained_blob_count=present - (len(doomed) if dry_run else 0),
             deleted_blob_count=len(doomed),
             deleted_bytes=sum(s for _, s in doomed),
         )
