@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from ..codec import decode_blob, encode_blob, pack, pack_canonical, unpack
-from ..errors import CorruptRecord
+from ..errors import CorruptRecord, ValidationError
 from ..model.blobs import BlobDescriptor, BlobKind, BlobProfile
 from ..model.session import (
     GraphNode,
@@ -47,6 +47,7 @@ class PreparedCheckpoint(NamedTuple):
     manifest: SessionCheckpoint
     blobs: list[PreparedBlob]  # snapshots first, the manifest last
     passthrough_refs: list[str]  # refs the caller supplied without content; they must exist
+    decoded_refs: list[str]  # ... and these (tool state, plugin snapshot) must decode
 
 
 class HeadBody(msgspec.Struct, array_like=True):
@@ -65,6 +66,7 @@ def prepare_blob(content: bytes, descriptor: BlobDescriptor, profile: BlobProfil
 def prepare_checkpoint(cp: HydratedSessionCheckpoint, profile: BlobProfile, level: int) -> PreparedCheckpoint:
     blobs: list[PreparedBlob] = []
     passthrough: list[str] = []
+    decoded: list[str] = []
     tool_ref = cp.tool_state_ref
     if cp.tool_state is not None:
         b = prepare_blob(pack_canonical(cp.tool_state), BlobDescriptor.tool_state_snapshot(), profile, level)
@@ -72,6 +74,7 @@ def prepare_checkpoint(cp: HydratedSessionCheckpoint, profile: BlobProfile, leve
         tool_ref = b.ref
     elif tool_ref is not None:
         passthrough.append(tool_ref)
+        decoded.append(tool_ref)
     plugin_ref = cp.plugin_snapshot_ref
     if cp.plugin_snapshot is not None:
         b = prepare_blob(pack_canonical(cp.plugin_snapshot), BlobDescriptor.plugin_session_snapshot(), profile, level)
@@ -79,6 +82,7 @@ def prepare_checkpoint(cp: HydratedSessionCheckpoint, profile: BlobProfile, leve
         plugin_ref = b.ref
     elif plugin_ref is not None:
         passthrough.append(plugin_ref)
+        decoded.append(plugin_ref)
     exec_ref = cp.execution_state_ref
     if cp.execution_state is not None:
         b = prepare_blob(bytes(cp.execution_state), BlobDescriptor.execution_state_snapshot(), profile, level)
@@ -95,7 +99,28 @@ def prepare_checkpoint(cp: HydratedSessionCheckpoint, profile: BlobProfile, leve
     )
     mb = prepare_blob(pack_canonical(manifest), BlobDescriptor.checkpoint_manifest(), profile, level)
     blobs.append(mb)
-    return PreparedCheckpoint(mb.ref, manifest, blobs, passthrough)
+    return PreparedCheckpoint(mb.ref, manifest, blobs, passthrough, decoded)
+
+
+def check_passthrough(refs: list[str], decoded: list[str], load_blob: Any) -> None:
+    """Refs passed through without content must name stored blobs, and a tool state or plugin
+    snapshot must decode: a raw blob named as tool state would leave the session unreadable at
+    its next load. `load_blob(ref)` returns verified bytes or None."""
+    missing = []
+    for ref in refs:
+        data = load_blob(ref)
+        if data is None:
+            missing.append(ref)
+        elif ref in decoded:
+            try:
+                unpack(data)
+            except msgspec.DecodeError:
+                raise ValidationError(
+                    f"checkpoint snapshot ref {ref} names a blob that is not an encoded value; store "
+                    "snapshots with put_typed_blob (or pass the value inline)"
+                ) from None
+    if missing:
+        raise ValidationError(f"checkpoint refers to blobs that do not exist: {', '.join(missing)}")
 
 
 def _decode(data: bytes, type_: Any, what: str, key: str) -> Any:

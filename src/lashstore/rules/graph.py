@@ -8,7 +8,8 @@ Semantics chosen (the reference left them open, spec W-9/W-10/W-11):
 * a leaf must name a live node of the resulting graph;
 * a tombstoned node cuts the active path (its ancestors are not reached), the same before and
   after vacuum;
-* tombstoning the leaf moves the leaf to its nearest live ancestor.
+* tombstoning the leaf moves the leaf to its nearest live ancestor above the nodes hidden in the
+  same call; an earlier tombstone is a cut there too (then there is no leaf until the next commit).
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ def ids_to_look_up(delta: GraphCommitDelta) -> set[str]:
 
 
 def unique_new_ids(delta: GraphCommitDelta) -> set[str]:
-    """Appended ids whose stored state cannot change `plan_graph_delta`'s answer, given that the
-    backend's UNIQUE constraint refuses them anyway if they exist: ids listed once, and not named
-    as a parent by a node that comes before (or is) them. A backend may skip looking these up."""
+    """Appended ids a backend may skip looking up on the happy path: ids listed once, and not named
+    as a parent by a node that comes before (or is) them; if one exists, the UNIQUE constraint
+    refuses it anyway. When the plan fails with them skipped, the backend must plan again with
+    them looked up, so it reports the same first error as a backend that looked everything up."""
     if not isinstance(delta, GraphAppend):
         return set()
     pos: dict[str, int] = {}
@@ -132,8 +134,13 @@ def repair_leaf(
     leaf: str | None,
     get: Callable[[str], tuple[str | None, bool] | None],
     limit: int,
+    just_hidden: set[str],
 ) -> str | None:
-    """The nearest live node at or above `leaf` (walking through tombstones), or None."""
+    """Where the leaf goes after `just_hidden` were tombstoned: itself if still live, else the
+    nearest live ancestor above the nodes hidden by this same call. A node tombstoned earlier is
+    a cut, as it is for the active path: the walk stops there and the session has no leaf until
+    the next commit sets one. (So the answer is the same whether that earlier node was vacuumed.)
+    """
     cur = leaf
     steps = 0
     while cur is not None and steps <= limit:
@@ -142,6 +149,8 @@ def repair_leaf(
             return None
         if not row[1]:
             return cur
+        if cur not in just_hidden:
+            return None
         cur = row[0]
         steps += 1
     return None

@@ -46,6 +46,7 @@ from ...rules.usage import merge_ledger
 from ..common import (
     HeadBody,
     PreparedBlob,
+    check_passthrough,
     check_stored_blob,
     decode_head_body,
     decode_manifest,
@@ -230,16 +231,15 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin, MemoryMaintena
         }
 
     # -- checkpoints ---------------------------------------------------------------------------
-    def _require_refs(self, refs: list[str]) -> None:
-        missing = [r for r in refs if r not in self._f.blobs]
-        if missing:
-            raise ValidationError(f"checkpoint refers to blobs that do not exist: {', '.join(missing)}")
+    def _require_refs(self, refs: list[str], decoded: list[str]) -> None:
+        if refs:
+            check_passthrough(refs, decoded, self._load_blob)
 
     def put_checkpoint(self, checkpoint: HydratedSessionCheckpoint) -> StoredSessionCheckpoint:
         v.check_checkpoint(checkpoint)
         p = prepare_checkpoint(checkpoint, self._profile, self._level)
         with self._lock():
-            self._require_refs(p.passthrough_refs)
+            self._require_refs(p.passthrough_refs, p.decoded_refs)
             self._insert_blobs(p.blobs, self._clock.now_ms())
         return StoredSessionCheckpoint(p.checkpoint_ref, p.manifest)
 
@@ -454,7 +454,7 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin, MemoryMaintena
         next_rev = commit_rules.check_cas(commit, actual)
         now = self._clock.now_ms()
         self._check_completions(commit, now)
-        self._require_refs(prepared.passthrough_refs)
+        self._require_refs(prepared.passthrough_refs, prepared.decoded_refs)
         nodes = f.nodes.get(sid, {})
         stored = {i: nodes[i].tombstoned for i in graph_rules.ids_to_look_up(commit.graph) if i in nodes}
         plan = graph_rules.plan_graph_delta(commit.graph, stored, live_count)
@@ -527,7 +527,7 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin, MemoryMaintena
                     hidden += 1
             h = self._f.heads.get(sid)
             if hidden and h is not None:
-                h.leaf = graph_rules.repair_leaf(h.leaf, self._getter(sid), len(nodes))
+                h.leaf = graph_rules.repair_leaf(h.leaf, self._getter(sid), len(nodes), set(ids))
                 h.node_count = sum(1 for n in nodes.values() if not n.tombstoned)
                 h.revision += 1
                 h.updated_at_ms = self._clock.now_ms()

@@ -39,6 +39,7 @@ from ...rules.picker import Summariser, summarise
 from ..common import (
     HeadBody,
     PreparedBlob,
+    check_passthrough,
     check_stored_blob,
     decode_head_body,
     decode_manifest,
@@ -85,14 +86,6 @@ def _load_blob(c: sqlite3.Connection, ref: str) -> bytes | None:
     if row is None:
         return None
     return check_stored_blob(ref, row[0], row[1], row[2], row[3])
-
-
-def _missing_refs(c: sqlite3.Connection, refs: list[str]) -> list[str]:
-    if not refs:
-        return []
-    marks = ",".join("?" * len(refs))
-    found = {r for (r,) in c.execute(f"SELECT hash FROM blobs WHERE hash IN ({marks})", refs)}
-    return [r for r in refs if r not in found]
 
 
 class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin, SqliteMaintenanceMixin):
@@ -240,15 +233,14 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin, SqliteMaintena
         v.check_checkpoint(checkpoint)
         p = prepare_checkpoint(checkpoint, self._profile, self._level)
         with self._db.write("put checkpoint") as c:
-            self._require_refs(c, p.passthrough_refs)
+            self._require_refs(c, p.passthrough_refs, p.decoded_refs)
             _insert_blobs(c, p.blobs, self._clock.now_ms())
         return StoredSessionCheckpoint(p.checkpoint_ref, p.manifest)
 
     @staticmethod
-    def _require_refs(c: sqlite3.Connection, refs: list[str]) -> None:
-        missing = _missing_refs(c, refs)
-        if missing:
-            raise ValidationError(f"checkpoint refers to blobs that do not exist: {', '.join(missing)}")
+    def _require_refs(c: sqlite3.Connection, refs: list[str], decoded: list[str]) -> None:
+        if refs:
+            check_passthrough(refs, decoded, lambda r: _load_blob(c, r))
 
     def get_checkpoint(self, ref: str) -> HydratedSessionCheckpoint | None:
         v.check_ref(ref, "ref")
@@ -568,15 +560,22 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin, SqliteMaintena
         # Snapshot refs passed through from the current head exist (GC keeps a head's snapshots);
         # only refs from elsewhere need a lookup.
         known = self._head_children[1] if self._head_children[0] == (sid, actual, head_ref) else ()
-        self._require_refs(c, [r for r in prepared.passthrough_refs if r not in known])
+        self._require_refs(c, [r for r in prepared.passthrough_refs if r not in known], prepared.decoded_refs)
         # What the graph rules need to know about stored nodes. The head's leaf is live (an
         # invariant every write keeps), and a reused id among the appended nodes is caught by the
         # UNIQUE constraint below, so the usual append (under the leaf) needs no lookup at all.
         stored: dict[str, bool] = {} if head_leaf is None else {head_leaf: False}
-        unknown = graph_rules.ids_to_look_up(commit.graph) - stored.keys() - graph_rules.unique_new_ids(commit.graph)
+        skipped = graph_rules.unique_new_ids(commit.graph)
+        unknown = graph_rules.ids_to_look_up(commit.graph) - stored.keys() - skipped
         if unknown:
             stored.update(self._node_states(c, sid, unknown))
-        plan = graph_rules.plan_graph_delta(commit.graph, stored, live_count)
+        try:
+            plan = graph_rules.plan_graph_delta(commit.graph, stored, live_count)
+        except ValidationError:
+            if skipped:  # report the error a full lookup gives
+                stored.update(self._node_states(c, sid, skipped))
+                graph_rules.plan_graph_delta(commit.graph, stored, live_count)
+            raise
 
         _insert_blobs(c, prepared.blobs, now)
         if commit.usage_deltas:
@@ -671,10 +670,10 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin, SqliteMaintena
                     (sid, nid),
                 ).rowcount
             if hidden:
-                self._after_tombstone(c, sid)
+                self._after_tombstone(c, sid, set(ids))
             return hidden
 
-    def _after_tombstone(self, c: sqlite3.Connection, sid: str) -> None:
+    def _after_tombstone(self, c: sqlite3.Connection, sid: str, just_hidden: set[str]) -> None:
         row = c.execute(
             "SELECT leaf_node_id, head_revision FROM session_head WHERE session_id = ?", (sid,)
         ).fetchone()
@@ -691,7 +690,7 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin, SqliteMaintena
             ).fetchone()
             return None if r is None else (r[0], bool(r[1]))
 
-        leaf = graph_rules.repair_leaf(row[0], get, total)
+        leaf = graph_rules.repair_leaf(row[0], get, total, just_hidden)
         # The visible session changed, so the revision moves: a runtime holding the old head
         # must reload before it commits over the edit.
         c.execute(
