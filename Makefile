@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-postgres clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP)
 ## Benchmarks, side by side with the raw-SQLite limit.
 bench: $(STAMP)
 	$(PY) benchmarks/turn_commit.py
+
+## The PostgreSQL backend's turn commits and claims (needs the server of LASHSTORE_TEST_POSTGRES_URL).
+bench-postgres: $(STAMP)
+	$(PY) benchmarks/postgres.py
 
 clean:
 	rm -rf $(VENV) .lashstore .pytest_cache .hypothesis

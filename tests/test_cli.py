@@ -329,8 +329,8 @@ def test_help_lists_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:
         ["demo", "--turns", "many"],
         ["show"],
         ["sessions", "--nope"],
-        ["--store", "postgresql://localhost/db", "sessions"],
         ["--store", "ftp://x", "sessions"],
+        ["--store", "sqlite:///dir?frobnicate=1", "sessions"],
     ],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -78,3 +78,21 @@ __all__ = [
     *_errors_all,
     *_model_all,
 ]
+
+# The PostgreSQL classes load on first use, so `import lashstore` never needs psycopg.
+_POSTGRES = {
+    "PostgresDatabase",
+    "PostgresSessionStore",
+    "PostgresSessionStoreFactory",
+    "PostgresProcessRegistry",
+    "PostgresHostEventStore",
+    "PostgresEffectStore",
+}
+
+
+def __getattr__(name: str):  # noqa: ANN202 - module __getattr__
+    if name in _POSTGRES:
+        from .backends import postgres
+
+        return getattr(postgres, name)
+    raise AttributeError(f"module 'lashstore' has no attribute {name!r}")

@@ -3,7 +3,11 @@
 URLs:
 * `memory://`: everything in this process (durability tier inline);
 * `sqlite:///relative/dir`, `sqlite:////absolute/dir`, or a plain directory path: one SQLite
-  file per session inside the directory.
+  file per session inside the directory;
+* `postgresql://user@host:5432/db?schema=lashstore`: the whole deployment in one PostgreSQL
+  schema (default "lashstore"; needs the `postgres` extra). `pool_min`, `pool_max`,
+  `statement_timeout_ms`, `lock_timeout_ms` and `acquire_timeout_s` tune the pool; other query
+  parameters (`sslmode`, ...) go to libpq.
 
 Query parameters set options: `?synchronous=full`, `?blob_profile=compact`,
 `?auto_gc_every_commits=100`, `?compression_level=6`, `?busy_timeout_ms=5000`.
@@ -40,6 +44,8 @@ def parse_url(url: str) -> tuple[str, str, dict[str, Any]]:
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
     opts: dict[str, Any] = {}
+    postgres = scheme in ("postgresql", "postgres")
+    keep: list[tuple[str, str]] = []  # a postgres URL's own parameters (schema, pool, libpq)
     for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         if key in _INT_OPTIONS:
             try:
@@ -48,6 +54,8 @@ def parse_url(url: str) -> tuple[str, str, dict[str, Any]]:
                 raise ValidationError(f"store URL option {key} must be an integer, got {value!r}") from None
         elif key in _STR_OPTIONS:
             opts[key] = value.lower()
+        elif postgres:
+            keep.append((key, value))
         else:
             raise ValidationError(
                 f"unknown store URL option {key!r}; known: {', '.join(sorted(_INT_OPTIONS | _STR_OPTIONS))}"
@@ -62,11 +70,14 @@ def parse_url(url: str) -> tuple[str, str, dict[str, Any]]:
         if not path:
             raise ValidationError(f"sqlite URL {url!r} names no directory; use sqlite:///path/to/dir")
         return "sqlite", path, opts
-    if scheme in ("postgresql", "postgres"):
-        raise ValidationError(
-            "the PostgreSQL backend is not available in this version of lashstore; use sqlite:/// or memory://"
+    if postgres:
+        location = urllib.parse.urlunsplit(
+            ("postgresql", parts.netloc, parts.path, urllib.parse.urlencode(keep), parts.fragment)
         )
-    raise ValidationError(f"unknown store URL scheme {scheme!r}; use sqlite:///DIR or memory://")
+        return "postgresql", location, opts
+    raise ValidationError(
+        f"unknown store URL scheme {scheme!r}; use sqlite:///DIR, postgresql://USER@HOST/DB or memory://"
+    )
 
 
 class Deployment:
@@ -168,6 +179,15 @@ def open(url: str | os.PathLike[str] | None = None, *, options: StoreOptions | N
                 "effects": lambda: MemoryEffectStore(base),
             },
         )
+    if scheme == "postgresql":
+        try:
+            from .backends.postgres import deployment_parts
+        except ImportError as e:
+            raise ValidationError(
+                f"postgresql:// needs the postgres extra: pip install 'lashstore[postgres]' ({e})"
+            ) from None
+        factory, openers = deployment_parts(location, base)
+        return Deployment(url, factory, base, openers=openers)
     from .backends.sqlite import SqliteSessionStoreFactory
 
     root = Path(location)

@@ -35,10 +35,12 @@ examples:
   lashstore verify                            # every record, blob hash and checkpoint
   lashstore export demo-session -o demo.jsonl && lashstore --store /tmp/copy import demo.jsonl
   lashstore migrate                           # schema migrations, versions before and after
+  lashstore copy ./.lashstore 'postgresql://agent@db/agents?schema=lashstore'   # a whole deployment, verified
   lashstore --store sqlite:////var/lib/agent/sessions sessions
   LASHSTORE_URL=/tmp/demo-store lashstore sessions --json
 
-store URLs: a directory path, sqlite:///relative/dir, sqlite:////absolute/dir, memory://
+store URLs: a directory path, sqlite:///relative/dir, sqlite:////absolute/dir, memory://,
+            postgresql://user@host:5432/db?schema=lashstore
             (options as a query: ?synchronous=full&blob_profile=compact)
 
 exit status: 0 ok, 1 error reported by lashstore, 2 usage error, 3 session or process not found,
@@ -49,7 +51,7 @@ STORE_HELP = "the store to use (default: $LASHSTORE_URL, else ./.lashstore)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import demo, events, graph, inspect, ops, processes, queue, usage
+    from . import copy, demo, events, graph, inspect, ops, processes, queue, usage
 
     parser = argparse.ArgumentParser(
         prog="lashstore",
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     processes.add_parsers(sub, [common])
     events.add_parsers(sub, [common])
     ops.add_parsers(sub, [common])
+    copy.add_parser(sub, [])
     return parser
 
 
