@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-postgres clean
+.PHONY: demo test bench bench-postgres bench-frameworks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ bench: $(STAMP)
 ## The PostgreSQL backend's turn commits and claims (needs the server of LASHSTORE_TEST_POSTGRES_URL).
 bench-postgres: $(STAMP)
 	$(PY) benchmarks/postgres.py
+
+## LangGraph's SqliteSaver and the OpenAI Agents SQLiteSession against lashstore's adapters.
+bench-frameworks: $(STAMP)
+	$(PY) benchmarks/frameworks.py --quick
 
 clean:
 	rm -rf $(VENV) .lashstore .pytest_cache .hypothesis

@@ -277,3 +277,22 @@ def test_a_policy_is_checked_before_anything_runs(tmp_path):
         with pytest.raises(ValidationError):
             ops.retain(dep, ops.RetentionPolicy(session_idle_ms=-1))
         assert ops.RetentionPolicy().is_empty()
+
+
+def test_keep_turns_leaves_langgraph_threads_alone(tmp_path):
+    """A LangGraph thread's graph is its checkpoint history; retention by turns must not cut it."""
+    import lashstore
+    from lashstore import GraphAppend, GraphNode, RuntimeCommit
+
+    with lashstore.open(str(tmp_path)) as dep:
+        store = dep.sessions.create_store("langgraph:t1")
+        parent = None
+        for i in range(5):
+            n = GraphNode(node_id=f"u{i}", parent_node_id=parent, payload={"role": "user", "content": f"m{i}"})
+            store.commit_runtime_state(RuntimeCommit(session_id="langgraph:t1", graph=GraphAppend([n], n.node_id)))
+            parent = n.node_id
+        store.close()
+        lashstore.ops.retain(dep, lashstore.ops.RetentionPolicy(keep_turns=1))
+        store = dep.sessions.open_store("langgraph:t1")
+        assert len(store.load_session().graph.nodes) == 5
+        store.close()

@@ -200,11 +200,17 @@ def retain(
     return report
 
 
+#: Sessions written by framework adapters whose graphs are not conversations.
+FRAMEWORK_SESSION_PREFIXES = ("langgraph:",)
+
+
 def _session(dep: Deployment, sid: str, policy: RetentionPolicy, dry_run: bool, entry: SessionRetention) -> None:
     with opened(dep, sid) as store:
         m = maintenance(store)
         changed = False
-        if policy.keep_turns is not None:
+        # A LangGraph thread's graph is its checkpoint history, not a conversation: pruning it by
+        # turns would cut checkpoints the saver still reads. Prune those through the saver.
+        if policy.keep_turns is not None and not sid.startswith(FRAMEWORK_SESSION_PREFIXES):
             entry.graph = m.prune_graph(store, policy.keep_turns, dry_run=dry_run)
             changed |= entry.graph.removed_node_count > 0
         if policy.finished_work_older_than_ms is not None:
