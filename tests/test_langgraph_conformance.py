@@ -43,10 +43,18 @@ import lashstore  # noqa: E402
 from lashstore import FullGraph  # noqa: E402
 from lashstore.integrations.langgraph import LashstoreSaver  # noqa: E402
 
+from postgres_support import postgres_url  # noqa: E402,F401  (the fixture)
+
 BACKENDS = ["memory", "sqlite"]
+#: The conformance suite also runs on PostgreSQL (LashstoreSaver uses only the public store API).
+CONFORMANCE_BACKENDS = [*BACKENDS, "postgres"]
 
 
-def _url(backend: str, tmp: Path) -> str:
+def _url(backend: str, tmp: Path, pg: str | None = None) -> str:
+    if backend == "postgres":
+        assert pg is not None
+        sep = "&" if "?" in pg else "?"
+        return f"{pg}{sep}schema=lg_{uuid.uuid4().hex[:12]}"  # a fresh schema per saver
     return "memory://" if backend == "memory" else f"sqlite:///{tmp / uuid.uuid4().hex}"
 
 
@@ -56,11 +64,13 @@ def _url(backend: str, tmp: Path) -> str:
 
 
 @pytest.mark.parametrize("capability", sorted(c.value for c in ALL_CAPABILITIES))
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_conformance(backend: str, capability: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", CONFORMANCE_BACKENDS)
+def test_conformance(backend: str, capability: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    pg = request.getfixturevalue("postgres_url") if backend == "postgres" else None
+
     @conformance.checkpointer_test(name=f"LashstoreSaver[{backend}]")
     async def factory():  # a fresh deployment per capability suite
-        saver = LashstoreSaver.from_url(_url(backend, tmp_path))
+        saver = LashstoreSaver.from_url(_url(backend, tmp_path, pg))
         try:
             yield saver
         finally:
@@ -75,12 +85,17 @@ def test_conformance(backend: str, capability: str, tmp_path: Path) -> None:
     assert result.tests_passed > 0
 
 
-def test_conformance_report_is_full(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The whole suite in one run, printed as the package prints it: level FULL on SQLite."""
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_conformance_report_is_full(
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+) -> None:
+    """The whole suite in one run, printed as the package prints it: level FULL on SQLite and
+    on PostgreSQL."""
+    pg = request.getfixturevalue("postgres_url") if backend == "postgres" else None
 
-    @conformance.checkpointer_test(name="LashstoreSaver[sqlite]")
+    @conformance.checkpointer_test(name=f"LashstoreSaver[{backend}]")
     async def factory():
-        saver = LashstoreSaver.from_url(_url("sqlite", tmp_path))
+        saver = LashstoreSaver.from_url(_url(backend, tmp_path, pg))
         try:
             yield saver
         finally:
