@@ -9,12 +9,13 @@ with LASHSTORE_REQUIRE_POSTGRES=1 (CI) they fail instead.
 from __future__ import annotations
 
 import os
+import urllib.parse
 
 import pytest
 
 from lashstore.testing.postgres import DEFAULT_TEST_URL, create_test_database, drop_test_database, server_problem
 
-__all__ = ["POSTGRES_URL", "REQUIRE_POSTGRES", "postgres_url", "require_server"]
+__all__ = ["POSTGRES_URL", "REQUIRE_POSTGRES", "postgres_url", "require_server", "deployment_url"]
 
 POSTGRES_URL = os.environ.get("LASHSTORE_TEST_POSTGRES_URL") or DEFAULT_TEST_URL
 REQUIRE_POSTGRES = os.environ.get("LASHSTORE_REQUIRE_POSTGRES") == "1"
@@ -39,3 +40,20 @@ def postgres_url():
         yield url
     finally:
         drop_test_database(POSTGRES_URL, url)
+
+
+def deployment_url(dsn: str, schema: str) -> str:
+    """A `postgresql://...?schema=` URL for `lashstore.open`, from the fixture's connection string
+    (which may be in conninfo form, `user=... dbname=...`; `lashstore.open` would take that for a
+    SQLite directory path)."""
+    if "://" not in dsn:
+        import psycopg.conninfo
+
+        d = psycopg.conninfo.conninfo_to_dict(dsn)
+        user = urllib.parse.quote(d.get("user", "postgres"))
+        password = f":{urllib.parse.quote(d['password'])}" if d.get("password") else ""
+        host = d.get("host", "127.0.0.1")
+        port = f":{d['port']}" if d.get("port") else ""
+        dsn = f"postgresql://{user}{password}@{host}{port}/{d['dbname']}"
+    sep = "&" if "?" in dsn else "?"
+    return f"{dsn}{sep}schema={schema}"

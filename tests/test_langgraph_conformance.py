@@ -43,7 +43,7 @@ import lashstore  # noqa: E402
 from lashstore import FullGraph  # noqa: E402
 from lashstore.integrations.langgraph import LashstoreSaver  # noqa: E402
 
-from postgres_support import postgres_url  # noqa: E402,F401  (the fixture)
+from postgres_support import deployment_url, postgres_url  # noqa: E402,F401  (the fixture)
 
 BACKENDS = ["memory", "sqlite"]
 #: The conformance suite also runs on PostgreSQL (LashstoreSaver uses only the public store API).
@@ -53,8 +53,7 @@ CONFORMANCE_BACKENDS = [*BACKENDS, "postgres"]
 def _url(backend: str, tmp: Path, pg: str | None = None) -> str:
     if backend == "postgres":
         assert pg is not None
-        sep = "&" if "?" in pg else "?"
-        return f"{pg}{sep}schema=lg_{uuid.uuid4().hex[:12]}"  # a fresh schema per saver
+        return deployment_url(pg, f"lg_{uuid.uuid4().hex[:12]}")  # a fresh schema per saver
     return "memory://" if backend == "memory" else f"sqlite:///{tmp / uuid.uuid4().hex}"
 
 

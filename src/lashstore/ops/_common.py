@@ -70,6 +70,10 @@ def registry_maintenance(store: Any) -> Any:
         from ..backends.memory import maintenance as m
 
         return m
+    if type(store).__module__.startswith("lashstore.backends.postgres."):  # psycopg is imported only then
+        from ..backends.postgres import maintenance as m
+
+        return m
     return _ViaMethods()
 
 

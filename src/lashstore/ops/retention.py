@@ -262,8 +262,14 @@ def _registries(dep: Deployment, policy: RetentionPolicy, dry_run: bool, report:
         report.effects = registry_maintenance(eff).prune_effects(eff, policy.effects_older_than_ms, dry_run=dry_run)
         touched.append(eff)
     if policy.reclaim and not dry_run:
-        from ..backends.sqlite.maintenance import shrink
+        from ..backends.sqlite import maintenance as sqlite_maintenance
 
         for store in touched:
-            if getattr(store, "_db", None) is not None:
-                shrink(store)
+            if getattr(store, "_db", None) is None:
+                continue  # a memory store has no file
+            if type(store).__module__.startswith("lashstore.backends.postgres."):
+                from ..backends.postgres import maintenance as pg_maintenance
+
+                pg_maintenance.shrink(store)
+            else:
+                sqlite_maintenance.shrink(store)

@@ -75,6 +75,7 @@ from ..common import (
 )
 from .attachments import PostgresAttachmentMixin
 from .connection import NOW_MS, PostgresDatabase, Tx, open_database, uses_database_clock
+from .maintenance import PostgresMaintenanceMixin
 from .queue import PostgresQueueMixin
 from .schema import SESSION_TABLES
 
@@ -138,7 +139,7 @@ def _now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-class PostgresSessionStore(PostgresQueueMixin, PostgresAttachmentMixin):
+class PostgresSessionStore(PostgresQueueMixin, PostgresAttachmentMixin, PostgresMaintenanceMixin):
     """A session store on PostgreSQL.
 
     database: a `PostgresDatabase` shared with other stores, or a URL (the store then opens and
