@@ -522,3 +522,10 @@ def test_deployment_delete_session_cleans_every_store(store: str) -> None:
         assert not dep.sessions.has_session("gone")
         subs = dep.host_events.list_subscriptions(lashstore.TriggerSubscriptionFilter(session_id="gone"))
         assert [s.enabled for s in subs] == [False]
+
+
+def test_a_conninfo_string_is_not_taken_for_a_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(lashstore.ValidationError, match="postgresql://"):
+        lashstore.open("user=postgres dbname=test host=127.0.0.1")
+    assert list(tmp_path.iterdir()) == []

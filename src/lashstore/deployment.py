@@ -40,6 +40,12 @@ def parse_url(url: str) -> tuple[str, str, dict[str, Any]]:
     if not isinstance(url, str) or not url:
         raise ValidationError(f"store URL must be a non-empty string, got {url!r}")
     if "://" not in url:
+        if "dbname=" in url or ("host=" in url and "user=" in url):
+            # A libpq conninfo string would otherwise quietly become a SQLite directory.
+            raise ValidationError(
+                f"{url!r} looks like a PostgreSQL connection string; write it as a URL: "
+                "postgresql://user@host:5432/dbname"
+            )
         return "sqlite", url, {}
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
