@@ -201,3 +201,53 @@ def check_stored_blob(ref: str, kind: str, compression: str, raw_size: int, stor
 
 def decode_payload(key: str, data: bytes) -> Any:
     return _decode(data, Any, "queued-work item", key)
+
+
+def check_scope(scope: Any) -> Any:
+    """The read scope of `load_session` (FullGraph when None)."""
+    from ..model.session import ActivePath, FullGraph
+
+    scope = FullGraph() if scope is None else scope
+    if not isinstance(scope, (FullGraph, ActivePath)):
+        raise ValidationError(f"scope must be FullGraph or ActivePath, got {type(scope).__name__}")
+    return scope
+
+
+def assemble_session_read(
+    scope: Any,
+    head: Any,
+    path_nodes: Any,
+    live_nodes: Any,
+    get_checkpoint: Any,
+    usage: Any,
+) -> Any:
+    """`load_session` for every backend, inside the backend's read transaction.
+
+    `path_nodes(leaf, limit)` reads the active path root first, `live_nodes()` every live node,
+    `get_checkpoint(ref)` a hydrated checkpoint or None, `usage()` the merged ledger. A head whose
+    checkpoint is missing is damaged: CorruptRecord.
+    """
+    from ..model.session import ActivePath, PersistedSessionRead, SessionGraph
+
+    if isinstance(scope, ActivePath):
+        leaf = scope.leaf_node_id if scope.leaf_node_id is not None else head.leaf_node_id
+        nodes = [] if leaf is None else path_nodes(leaf, head.graph_node_count + 1)
+    else:
+        leaf = head.leaf_node_id
+        nodes = live_nodes()
+    checkpoint = None
+    if head.checkpoint_ref is not None:
+        checkpoint = get_checkpoint(head.checkpoint_ref)
+        if checkpoint is None:
+            raise CorruptRecord("session head", head.session_id, f"its checkpoint {head.checkpoint_ref} is missing")
+    return PersistedSessionRead(
+        session_id=head.session_id,
+        head_revision=head.head_revision,
+        config=head.config,
+        agent_frames=head.agent_frames,
+        current_agent_frame_id=head.current_agent_frame_id,
+        graph=SessionGraph(nodes, leaf),
+        checkpoint_ref=head.checkpoint_ref,
+        checkpoint=checkpoint,
+        token_ledger=usage(),
+    )

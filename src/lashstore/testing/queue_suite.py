@@ -22,7 +22,6 @@ from ..model.queue import (
     process_wake_batch_draft,
 )
 from ..model.session import (
-    DurabilityTier,
     GraphReplaceFull,
     HydratedSessionCheckpoint,
     RuntimeCommit,

@@ -33,7 +33,6 @@ from ...model.queue import BatchState, DeliveryPolicy, SlotPolicy
 from ...model.session import GcReport, GraphNode, SessionMeta, TokenLedgerEntry, TokenUsage
 from ...rules import maintenance as rules
 from ...rules import validate as v
-from ...rules.gc import mark_reachable
 from ..common import (
     HeadBody,
     PreparedBlob,

@@ -17,16 +17,13 @@ from ...codec import check_json, pack, pack_canonical
 from ...errors import CorruptRecord, SessionBindingMismatch, StoreClosed, ValidationError
 from ...model.blobs import BlobDescriptor, BlobInfo, BlobKind, Compression
 from ...model.session import (
-    ActivePath,
     DurabilityTier,
-    FullGraph,
     GcReport,
     GraphNode,
     HydratedSessionCheckpoint,
     PersistedSessionRead,
     RuntimeCommit,
     RuntimeCommitResult,
-    SessionGraph,
     SessionHeadMeta,
     SessionMeta,
     SessionPickerInfo,
@@ -44,6 +41,8 @@ from ...rules.gc import mark_reachable
 from ...rules.picker import Summariser, summarise
 from ...rules.usage import merge_ledger
 from ..common import (
+    assemble_session_read,
+    check_scope,
     HeadBody,
     PreparedBlob,
     check_passthrough,
@@ -382,39 +381,25 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin, MemoryMaintena
             return [] if sid is None else self._usage(sid)
 
     def load_session(self, scope: SessionReadScope | None = None) -> PersistedSessionRead | None:
-        scope = FullGraph() if scope is None else scope
-        if not isinstance(scope, (FullGraph, ActivePath)):
-            raise ValidationError(f"scope must be FullGraph or ActivePath, got {type(scope).__name__}")
+        scope = check_scope(scope)
         with self._lock():
             sid = self._bound()
             if sid is None or sid not in self._f.heads:
                 return None
-            head = self._head_meta(sid, self._f.heads[sid])
-            if isinstance(scope, ActivePath):
-                leaf = scope.leaf_node_id if scope.leaf_node_id is not None else head.leaf_node_id
-                nodes_of = self._f.nodes.get(sid, {})
-                ids = graph_rules.active_path(leaf, self._getter(sid), head.graph_node_count + 1)
-                nodes = [decode_node(i, nodes_of[i].body) for i in ids]
-            else:
-                leaf = head.leaf_node_id
-                nodes = self._live_nodes(sid)
-            checkpoint = None
-            if head.checkpoint_ref is not None:
-                checkpoint = self._get_checkpoint(head.checkpoint_ref)
-                if checkpoint is None:
-                    raise CorruptRecord("session head", sid, f"its checkpoint {head.checkpoint_ref} is missing")
-            ledger = self._usage(sid)
-        return PersistedSessionRead(
-            session_id=sid,
-            head_revision=head.head_revision,
-            config=head.config,
-            agent_frames=head.agent_frames,
-            current_agent_frame_id=head.current_agent_frame_id,
-            graph=SessionGraph(nodes, leaf),
-            checkpoint_ref=head.checkpoint_ref,
-            checkpoint=checkpoint,
-            token_ledger=ledger,
-        )
+            nodes_of = self._f.nodes.get(sid, {})
+
+            def path_nodes(leaf: str, limit: int) -> list[GraphNode]:
+                ids = graph_rules.active_path(leaf, self._getter(sid), limit)
+                return [decode_node(i, nodes_of[i].body) for i in ids]
+
+            return assemble_session_read(
+                scope,
+                self._head_meta(sid, self._f.heads[sid]),
+                path_nodes,
+                lambda: self._live_nodes(sid),
+                self._get_checkpoint,
+                lambda: self._usage(sid),
+            )
 
     def load_node(self, node_id: str) -> GraphNode | None:
         v.check_id(node_id, "node_id")

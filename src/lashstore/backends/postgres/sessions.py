@@ -30,9 +30,7 @@ from ...errors import (
 )
 from ...model.blobs import BlobDescriptor, BlobInfo, BlobKind, Compression
 from ...model.session import (
-    ActivePath,
     DurabilityTier,
-    FullGraph,
     GcReport,
     GraphNode,
     HydratedSessionCheckpoint,
@@ -40,7 +38,6 @@ from ...model.session import (
     RootRelation,
     RuntimeCommit,
     RuntimeCommitResult,
-    SessionGraph,
     SessionHeadMeta,
     SessionMeta,
     SessionPickerInfo,
@@ -59,6 +56,8 @@ from ...rules import validate as v
 from ...rules.gc import mark_reachable
 from ...rules.picker import Summariser, summarise
 from ..common import (
+    assemble_session_read,
+    check_scope,
     HeadBody,
     PreparedBlob,
     check_passthrough,
@@ -559,40 +558,20 @@ class PostgresSessionStore(PostgresQueueMixin, PostgresAttachmentMixin, Postgres
         return self._read(tx, "load usage")
 
     def load_session(self, scope: SessionReadScope | None = None) -> PersistedSessionRead | None:
-        scope = FullGraph() if scope is None else scope
-        if not isinstance(scope, (FullGraph, ActivePath)):
-            raise ValidationError(f"scope must be FullGraph or ActivePath, got {type(scope).__name__}")
+        scope = check_scope(scope)
 
         def tx(t: Tx) -> PersistedSessionRead | None:
             sid = self._bound(t)
-            if sid is None:
-                return None
-            row = self._head_row(t, sid)
+            row = None if sid is None else self._head_row(t, sid)
             if row is None:
                 return None
-            head = self._head_meta(row)
-            if isinstance(scope, ActivePath):
-                leaf = scope.leaf_node_id if scope.leaf_node_id is not None else head.leaf_node_id
-                nodes = [] if leaf is None else self._path_nodes(t, sid, leaf, head.graph_node_count + 1)
-            else:
-                leaf = head.leaf_node_id
-                nodes = self._live_nodes(t, sid)
-            checkpoint = None
-            if head.checkpoint_ref is not None:
-                checkpoint = self._get_checkpoint(t, head.checkpoint_ref)
-                if checkpoint is None:
-                    raise CorruptRecord("session head", sid, f"its checkpoint {head.checkpoint_ref} is missing")
-            ledger = self._usage(t, sid)
-            return PersistedSessionRead(
-                session_id=sid,
-                head_revision=head.head_revision,
-                config=head.config,
-                agent_frames=head.agent_frames,
-                current_agent_frame_id=head.current_agent_frame_id,
-                graph=SessionGraph(nodes, leaf),
-                checkpoint_ref=head.checkpoint_ref,
-                checkpoint=checkpoint,
-                token_ledger=ledger,
+            return assemble_session_read(
+                scope,
+                self._head_meta(row),
+                lambda leaf, limit: self._path_nodes(t, sid, leaf, limit),
+                lambda: self._live_nodes(t, sid),
+                lambda ref: self._get_checkpoint(t, ref),
+                lambda: self._usage(t, sid),
             )
 
         return self._read(tx, "load session")

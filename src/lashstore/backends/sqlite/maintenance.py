@@ -36,7 +36,6 @@ from ...model.queue import BatchState, DeliveryPolicy, SlotPolicy
 from ...model.session import GcReport, GraphNode, SessionMeta, TokenUsage
 from ...rules import maintenance as rules
 from ...rules import validate as v
-from ...rules.gc import mark_reachable
 from ..common import (
     HeadBody,
     check_stored_blob,

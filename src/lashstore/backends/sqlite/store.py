@@ -11,16 +11,13 @@ from ...codec import check_json, pack, pack_canonical
 from ...errors import CorruptRecord, SessionBindingMismatch, ValidationError
 from ...model.blobs import BlobDescriptor, BlobInfo, BlobKind, Compression
 from ...model.session import (
-    ActivePath,
     DurabilityTier,
-    FullGraph,
     GcReport,
     GraphNode,
     HydratedSessionCheckpoint,
     PersistedSessionRead,
     RuntimeCommit,
     RuntimeCommitResult,
-    SessionGraph,
     SessionHeadMeta,
     SessionMeta,
     SessionPickerInfo,
@@ -37,6 +34,8 @@ from ...rules import validate as v
 from ...rules.gc import mark_reachable
 from ...rules.picker import Summariser, summarise
 from ..common import (
+    assemble_session_read,
+    check_scope,
     HeadBody,
     PreparedBlob,
     check_passthrough,
@@ -437,40 +436,20 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin, SqliteMaintena
             return [] if sid is None else self._usage(c, sid)
 
     def load_session(self, scope: SessionReadScope | None = None) -> PersistedSessionRead | None:
-        scope = FullGraph() if scope is None else scope
-        if not isinstance(scope, (FullGraph, ActivePath)):
-            raise ValidationError(f"scope must be FullGraph or ActivePath, got {type(scope).__name__}")
+        scope = check_scope(scope)
         with self._db.read("load session") as c:
             sid = self._bound(c)
-            if sid is None:
-                return None
-            row = self._head_row(c, sid)
+            row = None if sid is None else self._head_row(c, sid)
             if row is None:
                 return None
-            head = self._head_meta(row)
-            if isinstance(scope, ActivePath):
-                leaf = scope.leaf_node_id if scope.leaf_node_id is not None else head.leaf_node_id
-                nodes = [] if leaf is None else self._path_nodes(c, sid, leaf, head.graph_node_count + 1)
-            else:
-                leaf = head.leaf_node_id
-                nodes = self._live_nodes(c, sid)
-            checkpoint = None
-            if head.checkpoint_ref is not None:
-                checkpoint = self._get_checkpoint(c, head.checkpoint_ref)
-                if checkpoint is None:
-                    raise CorruptRecord("session head", sid, f"its checkpoint {head.checkpoint_ref} is missing")
-            ledger = self._usage(c, sid)
-        return PersistedSessionRead(
-            session_id=sid,
-            head_revision=head.head_revision,
-            config=head.config,
-            agent_frames=head.agent_frames,
-            current_agent_frame_id=head.current_agent_frame_id,
-            graph=SessionGraph(nodes, leaf),
-            checkpoint_ref=head.checkpoint_ref,
-            checkpoint=checkpoint,
-            token_ledger=ledger,
-        )
+            return assemble_session_read(
+                scope,
+                self._head_meta(row),
+                lambda leaf, limit: self._path_nodes(c, sid, leaf, limit),
+                lambda: self._live_nodes(c, sid),
+                lambda ref: self._get_checkpoint(c, ref),
+                lambda: self._usage(c, sid),
+            )
 
     def load_node(self, node_id: str) -> GraphNode | None:
         v.check_id(node_id, "node_id")
