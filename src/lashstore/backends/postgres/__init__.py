@@ -5,6 +5,22 @@
         store = dep.sessions.create_store("chat-1")
 
 Requires the `postgres` extra: pip install 'lashstore[postgres]'.
+
+URL options (everything else in the query goes to libpq: sslmode, application_name, ...):
+
+* `schema`: the deployment's schema (default "lashstore"), created on first connect;
+* `pool_min`, `pool_max`: pool bounds (default 1 and 16 connections);
+* `acquire_timeout_s`: how long an operation waits for a pooled connection (default 30 s); then
+  `StoreBusy` when all `pool_max` connections are in use, `StoreUnavailable` when the server
+  does not answer;
+* `connect_timeout_s`: how long one connection attempt waits for the server (default 5 s, or
+  libpq's `connect_timeout` when the URL gives that; whole seconds, at least 2);
+* `statement_timeout_ms`, `lock_timeout_ms`: set on every connection (default 30 s and 10 s).
+
+A server that does not answer raises `StoreUnavailable` (one line: host:port and the reason) when
+opening within `connect_timeout_s`; when it goes away later, within `acquire_timeout_s +
+connect_timeout_s` (35 s by default), then within `connect_timeout_s` (at once when the
+connection is refused) while it stays away. Name resolution comes on top of `connect_timeout_s`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,26 @@ Errors and retries
       unknown: that is a `BackendError` saying so, never a silent retry (a retry could apply a
       non-idempotent write twice; a turn stamp makes a commit retry safe);
     * anything else from the driver: `BackendError` carrying the server's text.
+    A pool time-out is never retried: it is classified once (below) and raised.
+
+Connections, and how long a caller can wait
+    A pooled connection is waited for at most `acquire_timeout_s` (default 30 s). When none comes,
+    one direct connection attempt (at most `connect_timeout_s`, default 5 s, per address tried,
+    plus name resolution) tells the two causes apart:
+
+    * the server does not answer (connection refused, unknown host, no answer in time):
+      `StoreUnavailable`, one line naming host:port and the reason, never the password;
+    * the server answers but every connection of the pool is in use: `StoreBusy` (raise
+      `pool_max`, or run fewer operations at once);
+    * the server answers again after an outage while the pool is still in its reconnect
+      back-off: the direct connection serves the call and the pool is renewed.
+
+    So a server that goes away is reported within `acquire_timeout_s + connect_timeout_s`
+    (35 s by default; waiting out a restart shorter than `acquire_timeout_s`), and once it was
+    found unreachable every later call asks again directly and fails within `connect_timeout_s`
+    (at once when the connection is refused) until it answers. A commit's transient-error
+    retries never multiply that bound. Opening a store (the first connection, schema creation)
+    connects directly: `StoreUnavailable` within `connect_timeout_s`.
 
 Time
     "now" for lease, claim and expiry decisions comes from the database clock
@@ -35,23 +55,25 @@ Wake-ups
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import math
 import random
 import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 import psycopg.conninfo
 import psycopg.errors
 from psycopg import sql
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ...clock import Clock, SystemClock
-from ...errors import BackendError, LashStoreError, StoreBusy, StoreClosed, ValidationError
+from ...errors import BackendError, LashStoreError, StoreBusy, StoreClosed, StoreUnavailable, ValidationError
 from ...options import StoreOptions
 from ...rules.process import Notifier
 
@@ -79,6 +101,8 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _RETRY_CONTENTION = 12  # serialization failures / deadlocks
 _RETRY_CONNECTION = 10  # lost connections before COMMIT
 _CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin shutdown, crash shutdown, cannot connect now
+DEFAULT_CONNECT_TIMEOUT_S = 5
+DEFAULT_ACQUIRE_TIMEOUT_S = 30.0
 
 
 def uses_database_clock(options: StoreOptions) -> bool:
@@ -115,10 +139,65 @@ def translate(e: BaseException, where: str) -> LashStoreError:
     if state in ("40001", "40P01"):
         return StoreBusy(f"{where}: the transaction kept conflicting with concurrent ones ({e}); retry later")
     if isinstance(e, PoolTimeout):
-        return StoreBusy(f"{where}: no database connection became free in time ({e}); retry later or raise max_size")
+        return StoreBusy(f"{where}: no database connection became free in time ({e}); raise pool_max, or retry later")
     if state == "57014":
         return BackendError(f"{where}: the statement ran past statement_timeout ({e})")
+    if _connection_lost(e, None):
+        return BackendError(f"{where}: the connection to the server was lost ({_one_line(e)})")
     return BackendError(f"{where}: {e}")
+
+
+def _one_line(e: BaseException | str) -> str:
+    """libpq's text on one line (it spreads hints over several, tab-indented)."""
+    return " ".join(str(e).split())
+
+
+def _server_label(params: dict[str, Any]) -> str:
+    """host:port of a conninfo, for messages (never the password)."""
+    host = str(params.get("host") or params.get("hostaddr") or "")
+    port = str(params.get("port") or "5432")
+    if not host:
+        return f"the default Unix socket .s.PGSQL.{port}"
+    if host.startswith("/"):
+        return f"{host.rstrip('/')}/.s.PGSQL.{port}"
+    hosts, ports = host.split(","), port.split(",")
+    if len(ports) < len(hosts):
+        ports += [ports[-1]] * (len(hosts) - len(ports))
+    return ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in zip(hosts, ports))
+
+
+_NOT_ACCEPTING = ("starting up", "shutting down", "in recovery mode", "not yet accepting", "not accepting connections")
+_TOO_MANY = ("too many clients", "connection slots are reserved", "too many connections")
+
+
+def _connect_failure(e: BaseException, label: str, timeout_s: int) -> tuple[type[LashStoreError], str]:
+    """(error class, one-line message) for a failed connection attempt."""
+    text = str(e)
+    if "FATAL:" in text:
+        # The server answered, and said no.
+        msg = _one_line((text.rsplit("FATAL:", 1)[1].strip().splitlines() or [""])[0])
+        low = msg.lower()
+        if any(k in low for k in _NOT_ACCEPTING):
+            return StoreUnavailable, f"the PostgreSQL server at {label} is not accepting connections ({msg}); retry shortly"
+        if any(k in low for k in _TOO_MANY):
+            return StoreBusy, (
+                f"the PostgreSQL server at {label} refuses new connections ({msg}); "
+                "lower pool_max, raise the server's max_connections, or retry later"
+            )
+        return StoreUnavailable, (
+            f"the PostgreSQL server at {label} refused the connection ({msg}); "
+            "fix the URL (user, password, database) or the server's pg_hba.conf"
+        )
+    if isinstance(e, psycopg.errors.ConnectionTimeout) or "timeout expired" in text:
+        reason = f"no answer within connect_timeout_s={timeout_s} s"
+    elif "failed to resolve host" in text or "could not translate host name" in text:
+        detail = re.sub(r"\[Errno [^\]]*\]", "", text.rsplit(":", 1)[-1]).strip()
+        reason = f"unknown host name: {_one_line(detail)}" if detail else "unknown host name"
+    else:
+        first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+        reason = first.rsplit(" failed: ", 1)[-1].strip() or first
+        reason = _one_line(reason[:1].lower() + reason[1:])
+    return StoreUnavailable, f"cannot reach the PostgreSQL server at {label} ({reason}); start it or fix the URL"
 
 
 class _UnknownOutcome(Exception):
@@ -361,7 +440,15 @@ class NotificationHub:
         self.wake_all()
 
 
-def _conninfo(url: str, schema: str, statement_timeout_ms: int, lock_timeout_ms: int, application_name: str) -> str:
+def _conninfo(
+    url: str,
+    schema: str,
+    statement_timeout_ms: int,
+    lock_timeout_ms: int,
+    application_name: str,
+    connect_timeout_s: float | None,
+) -> tuple[str, dict[str, Any], int]:
+    """(conninfo, its parameters, the effective connect timeout in whole seconds)."""
     try:
         params = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as e:
@@ -374,8 +461,24 @@ def _conninfo(url: str, schema: str, statement_timeout_ms: int, lock_timeout_ms:
     opts = params.get("options")
     params["options"] = f"{opts} {extra}" if opts else extra
     params.setdefault("application_name", application_name)
-    params.setdefault("connect_timeout", 10)
-    return psycopg.conninfo.make_conninfo(**params)
+    if connect_timeout_s is None:
+        # libpq's own `connect_timeout` in the URL counts, else lashstore's default.
+        given = params.get("connect_timeout")
+        try:
+            connect_timeout_s = float(given) if given not in (None, "") else DEFAULT_CONNECT_TIMEOUT_S
+        except ValueError:
+            raise ValidationError(f"postgres URL option connect_timeout must be a number, got {given!r}") from None
+        if connect_timeout_s <= 0:  # libpq: wait forever; lashstore promises a bound
+            connect_timeout_s = DEFAULT_CONNECT_TIMEOUT_S
+    # libpq counts whole seconds, at least 2.
+    timeout = max(2, math.ceil(connect_timeout_s))
+    params["connect_timeout"] = str(timeout)
+    return psycopg.conninfo.make_conninfo(**params), params, timeout
+
+
+def _positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+        raise ValidationError(f"postgres option {name} must be a positive number, got {value!r}")
 
 
 class PostgresDatabase:
@@ -384,7 +487,10 @@ class PostgresDatabase:
     url: a libpq URL or DSN (`postgresql://user@host:5432/db`).
     schema: the schema holding the deployment's tables (created on first connect).
     min_size / max_size: pool bounds (upstream defaults: at most 16 connections).
-    acquire_timeout_s: how long a caller waits for a free connection before `StoreBusy`.
+    acquire_timeout_s: how long a caller waits for a pooled connection (30 s); then `StoreBusy`
+        when all of them are in use, `StoreUnavailable` when the server does not answer.
+    connect_timeout_s: how long one connection attempt waits for the server (whole seconds, at
+        least 2; default libpq's `connect_timeout` from the URL, else 5 s).
     statement_timeout_ms / lock_timeout_ms: set on every connection (30 s / 10 s).
 
     Store objects (session stores, the factory, the registries) share one database object; it
@@ -398,7 +504,8 @@ class PostgresDatabase:
         schema: str = DEFAULT_SCHEMA,
         min_size: int = 1,
         max_size: int = 16,
-        acquire_timeout_s: float = 30.0,
+        acquire_timeout_s: float = DEFAULT_ACQUIRE_TIMEOUT_S,
+        connect_timeout_s: float | None = None,
         statement_timeout_ms: int = 30_000,
         lock_timeout_ms: int = 10_000,
         max_idle_s: float = 600.0,
@@ -407,32 +514,174 @@ class PostgresDatabase:
     ) -> None:
         if not isinstance(url, str) or not url:
             raise ValidationError(f"postgres URL must be a non-empty string, got {url!r}")
+        if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 0:
+            raise ValidationError(f"postgres option pool_min must be an integer >= 0, got {min_size!r}")
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
+            raise ValidationError(f"postgres option pool_max must be an integer >= 1, got {max_size!r}")
+        _positive("acquire_timeout_s", acquire_timeout_s)
+        if connect_timeout_s is not None:
+            _positive("connect_timeout_s", connect_timeout_s)
         self.url = url
         self.schema = check_schema_name(schema)
-        self.conninfo = _conninfo(url, self.schema, statement_timeout_ms, lock_timeout_ms, application_name)
+        self.conninfo, params, self.connect_timeout_s = _conninfo(
+            url, self.schema, statement_timeout_ms, lock_timeout_ms, application_name, connect_timeout_s
+        )
+        #: host:port for messages (no password)
+        self.server = _server_label(params)
         self.channel = "lashstore_" + hashlib.sha256(self.schema.encode()).hexdigest()[:24]
-        self.acquire_timeout_s = acquire_timeout_s
+        self.acquire_timeout_s = float(acquire_timeout_s)
+        self.max_size = max(max_size, min_size)
         self._closed = False
         self._lock = threading.Lock()
         self._ensured: set[str] = set()
-        # Check the server answers (a clear error now, not a pool time-out later).
-        try:
-            psycopg.connect(self.conninfo).close()
-        except psycopg.Error as e:
-            raise BackendError(f"cannot connect to PostgreSQL at {_redact(url)}: {e}".rstrip()) from None
-        self._pool = ConnectionPool(
-            self.conninfo,
-            kwargs={"autocommit": True},
+        # Connections handed out (pooled and direct), and per pool (by id), so a pool time-out
+        # can tell "all in use" from "the pool has none".
+        self._held = 0
+        self._held_by: dict[int, int] = {}
+        # The last time the server was seen working (a transaction, a connection attempt).
+        self._last_ok = 0.0
+        # (error class, message) while the server is found unreachable, and when that was found.
+        self._unreachable: tuple[type[LashStoreError], str] | None = None
+        self._verdict_at = 0.0
+        self._probe_lock = threading.Lock()
+        self._pool_kwargs = dict(
             min_size=min_size,
-            max_size=max(max_size, min_size),
-            timeout=acquire_timeout_s,
+            max_size=self.max_size,
+            timeout=self.acquire_timeout_s,
             max_idle=max_idle_s,
             max_lifetime=max_lifetime_s,
+        )
+        # A clear error now, not a pool time-out later.
+        self._probe(None).close()  # type: ignore[union-attr]
+        self._pool = self._new_pool()
+        self.hub = NotificationHub(self.conninfo, self.channel)
+
+    def _new_pool(self) -> ConnectionPool:
+        return ConnectionPool(
+            self.conninfo,
+            kwargs={"autocommit": True},
             num_workers=2,
             name=f"lashstore-{self.schema}",
             open=True,
+            **self._pool_kwargs,
         )
-        self.hub = NotificationHub(self.conninfo, self.channel)
+
+    # -- connections -----------------------------------------------------------------------------
+    def _probe(self, where: str | None, *, recheck: bool = False) -> psycopg.Connection | None:
+        """A direct connection, or the typed error saying why there is none.
+
+        Attempts are serialized, and callers that queued behind a failed attempt take its
+        verdict: a burst of calls against a server that does not answer waits connect_timeout_s
+        once, not once each. `recheck`: only while the server is found unreachable (None once
+        another caller found it back)."""
+        prefix = f"{where}: " if where else ""
+        asked = time.monotonic()
+        with self._probe_lock:
+            verdict = self._unreachable
+            if recheck and verdict is None:
+                return None
+            if verdict is not None and self._verdict_at >= asked:
+                raise verdict[0](prefix + verdict[1])
+            try:
+                conn = psycopg.connect(self.conninfo, autocommit=True)
+            except psycopg.Error as e:
+                cls, msg = _connect_failure(e, self.server, self.connect_timeout_s)
+                if cls is StoreUnavailable:
+                    self._unreachable = (cls, msg)
+                    self._verdict_at = time.monotonic()
+                raise cls(prefix + msg) from None
+            self._unreachable = None
+            self._last_ok = time.monotonic()
+            return conn
+
+    def _acquire(self, where: str) -> tuple[psycopg.Connection, ConnectionPool | None]:
+        """(connection, the pool it came from or None for a direct one); see the module doc."""
+        self._check_open()
+        if self._unreachable is not None:
+            # Found unreachable before: ask the server now instead of waiting on the pool.
+            pool = self._pool
+            conn = self._probe(where, recheck=True)
+            if conn is not None:
+                if not pool.get_stats().get("pool_available", 0):
+                    self._renew_pool(pool)  # it may sit in its reconnect back-off
+                    if self._take_slot():
+                        return conn, None
+                conn.close()
+        started = time.monotonic()
+        while True:
+            pool = self._pool
+            try:
+                conn = pool.getconn(timeout=max(0.05, started + self.acquire_timeout_s - time.monotonic()))
+            except PoolClosed:
+                if self._closed:
+                    raise StoreClosed(f"postgres database {self.schema} is closed") from None
+                if self._pool is not pool:
+                    continue  # renewed meanwhile: wait on the new one
+                raise
+            except PoolTimeout:
+                if self._closed:
+                    raise StoreClosed(f"postgres database {self.schema} is closed") from None
+                return self._after_pool_timeout(pool, started, where), None
+            with self._lock:
+                self._held += 1
+                self._held_by[id(pool)] = self._held_by.get(id(pool), 0) + 1
+            return conn, pool
+
+    def _after_pool_timeout(self, pool: ConnectionPool, started: float, where: str) -> psycopg.Connection:
+        with self._lock:
+            lent = self._held_by.get(id(pool), 0)
+        # No connection lent and none idle: the pool holds no live connection at all.
+        empty = lent == 0 and not pool.get_stats().get("pool_available", 0)
+        if not empty and self._last_ok >= started:
+            raise self._exhausted(where, lent)  # the server worked meanwhile: no need to ask it
+        conn = self._probe(where)  # raises when the server does not answer
+        assert conn is not None
+        if empty and self._take_slot():
+            # The server answers but the pool has no connection: it could not connect (its
+            # reconnect back-off outlasted an outage). Serve this call directly; start afresh.
+            self._renew_pool(pool)
+            return conn
+        conn.close()
+        raise self._exhausted(where, lent)
+
+    def _exhausted(self, where: str, lent: int) -> StoreBusy:
+        return StoreBusy(
+            f"{where}: the connection pool is exhausted: no connection became free within "
+            f"acquire_timeout_s={self.acquire_timeout_s:g} s ({lent} in use, pool_max={self.max_size}); "
+            "raise pool_max, run fewer operations at once, or retry later"
+        )
+
+    def _take_slot(self) -> bool:
+        with self._lock:
+            if self._held >= self.max_size:
+                return False
+            self._held += 1
+            return True
+
+    def _release(self, conn: psycopg.Connection, pool: ConnectionPool | None) -> None:
+        with self._lock:
+            self._held -= 1
+            if pool is not None:
+                n = self._held_by.pop(id(pool), 1) - 1
+                if n:
+                    self._held_by[id(pool)] = n
+        if pool is None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+        else:
+            pool.putconn(conn)
+
+    def _renew_pool(self, stale: ConnectionPool) -> None:
+        with self._lock:
+            if self._closed or self._pool is not stale:
+                return
+            self._pool = self._new_pool()
+        # Its workers may be inside a connection attempt: do not make the caller wait for them.
+        threading.Thread(
+            target=stale.close, kwargs={"timeout": self.connect_timeout_s + 1}, name="lashstore-pg-close", daemon=True
+        ).start()
 
     # -- schema ----------------------------------------------------------------------------------
     def ensure(self, component: str) -> None:
@@ -442,8 +691,27 @@ class PostgresDatabase:
                 return
         from .schema import ensure_component
 
-        with psycopg.connect(self.conninfo, autocommit=True) as conn:
-            ensure_component(conn, self.schema, component)
+        attempt = 0
+        while True:
+            attempt += 1
+            self._check_open()
+            conn = self._probe(f"create the {component} schema")
+            assert conn is not None
+            try:
+                ensure_component(conn, self.schema, component)
+                break
+            except BackendError as e:
+                # A connection lost mid-DDL rolled it back: do it again (the next connection
+                # attempt says whether the server is still there).
+                if not conn.broken or attempt >= 3:
+                    if conn.broken:
+                        raise BackendError(
+                            f"create the {component} schema: the connection to the server kept breaking "
+                            f"({_one_line(e.__cause__ or e)})"
+                        ) from e
+                    raise
+            finally:
+                conn.close()
         with self._lock:
             self._ensured.add(component)
 
@@ -464,7 +732,7 @@ class PostgresDatabase:
         while True:
             self._check_open()
             try:
-                return self._attempt(fn, clock, begin)
+                return self._attempt(fn, where, clock, begin)
             except _UnknownOutcome as u:
                 e = u.__cause__
                 if not write:  # a read-only transaction has no outcome to lose
@@ -474,10 +742,12 @@ class PostgresDatabase:
                         continue
                     raise translate(e, where) from e  # type: ignore[arg-type]
                 raise BackendError(
-                    f"{where}: the connection was lost while committing ({e}); the outcome is unknown: "
-                    "read the state back before retrying (a turn stamp makes a commit retry safe)"
+                    f"{where}: the connection was lost while committing ({_one_line(e)}); the outcome is "
+                    "unknown: read the state back before retrying (a turn stamp makes a commit retry safe)"
                 ) from e
             except psycopg.Error as e:
+                if isinstance(e, PoolTimeout):  # never retried (and never reaches here: see _acquire)
+                    raise translate(e, where) from e
                 if isinstance(e, psycopg.OperationalError) and _connection_lost(e, None) or _sqlstate(e) in _CONNECTION_STATES:
                     connection += 1
                     if connection <= _RETRY_CONNECTION and not self._closed:
@@ -489,14 +759,12 @@ class PostgresDatabase:
                         time.sleep(random.uniform(0, 0.002 * (2 ** min(contention, 7))))
                         continue
                 raise translate(e, where) from e
-            except PoolTimeout as e:
-                if self._closed:
-                    raise StoreClosed(f"postgres database {self.schema} is closed") from None
-                raise translate(e, where) from e
 
     def _after_connection_loss(self, attempt: int) -> None:
         # One dead connection often means more (a server restart, a network cut, an operator
         # terminating backends): have the pool check its idle connections before the retry.
+        # The retry then waits on the pool at most acquire_timeout_s, and a server that does not
+        # answer by then ends the retries with StoreUnavailable.
         try:
             self._pool.check()
         except Exception:  # noqa: BLE001 - the retry finds out anyway
@@ -504,8 +772,9 @@ class PostgresDatabase:
         if attempt > 1:
             time.sleep(min(0.01 * (2 ** (attempt - 2)), 0.5))
 
-    def _attempt(self, fn: Callable[[Tx], T], clock: Clock | None, begin: str) -> T:
-        with self._pool.connection(timeout=self.acquire_timeout_s) as conn:
+    def _attempt(self, fn: Callable[[Tx], T], where: str, clock: Clock | None, begin: str) -> T:
+        conn, pool = self._acquire(where)
+        try:
             cur = conn.cursor()
             tx = Tx(cur, self, clock, begin)
             try:
@@ -529,6 +798,9 @@ class PostgresDatabase:
                     raise
             finally:
                 cur.close()
+        finally:
+            self._release(conn, pool)
+        self._last_ok = time.monotonic()
         for topic in tx._topics:
             self.hub.wake(topic)
         return result
@@ -542,10 +814,15 @@ class PostgresDatabase:
         except psycopg.Error:
             pass
 
-    def connection(self) -> Any:
-        """A pooled connection (context manager) for maintenance and tests."""
-        self._check_open()
-        return self._pool.connection(timeout=self.acquire_timeout_s)
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A connection (context manager) for maintenance and tests, acquired like a transaction's."""
+        conn, pool = self._acquire("connect")
+        try:
+            yield conn
+        finally:
+            self._rollback(conn)
+            self._release(conn, pool)
 
     def pool_stats(self) -> dict[str, int]:
         return dict(self._pool.get_stats())
@@ -564,8 +841,9 @@ class PostgresDatabase:
             if self._closed:
                 return
             self._closed = True
+            pool = self._pool
         self.hub.close()
-        self._pool.close(timeout=5)
+        pool.close(timeout=5)
 
     def __enter__(self) -> "PostgresDatabase":
         return self
@@ -583,15 +861,24 @@ def _redact(url: str) -> str:
 
 
 #: lashstore's own query parameters of a postgresql:// URL (everything else goes to libpq).
-URL_PARAMETERS = {"schema", "pool_min", "pool_max", "statement_timeout_ms", "lock_timeout_ms", "acquire_timeout_s"}
+URL_PARAMETERS = {
+    "schema",
+    "pool_min",
+    "pool_max",
+    "statement_timeout_ms",
+    "lock_timeout_ms",
+    "acquire_timeout_s",
+    "connect_timeout_s",
+}
 
 
 def split_url(url: str) -> tuple[str, dict[str, Any]]:
     """(libpq URL, PostgresDatabase keyword arguments) of a lashstore postgresql:// URL.
 
     `?schema=name` picks the deployment's schema (default "lashstore"); `pool_min`, `pool_max`,
-    `statement_timeout_ms`, `lock_timeout_ms` and `acquire_timeout_s` tune the pool. Other
-    query parameters (sslmode, ...) are libpq's and stay in the URL.
+    `statement_timeout_ms`, `lock_timeout_ms`, `acquire_timeout_s` and `connect_timeout_s` tune
+    the pool (see `PostgresDatabase`). Other query parameters (sslmode, ...) are libpq's and
+    stay in the URL.
     """
     import urllib.parse
 
@@ -609,8 +896,8 @@ def split_url(url: str) -> tuple[str, dict[str, Any]]:
                 kw["min_size"] = int(value)
             elif key == "pool_max":
                 kw["max_size"] = int(value)
-            elif key == "acquire_timeout_s":
-                kw["acquire_timeout_s"] = float(value)
+            elif key in ("acquire_timeout_s", "connect_timeout_s"):
+                kw[key] = float(value)
             else:
                 kw[key] = int(value)
         except ValueError:
