@@ -203,6 +203,11 @@ def retain(
 #: Sessions written by framework adapters whose graphs are not conversations.
 FRAMEWORK_SESSION_PREFIXES = ("langgraph:",)
 
+#: Artifact namespaces that hold copies of graph nodes (the OpenAI Agents adapter's history
+#: segments): kept, they would keep serving and storing what pruning removed. They go with the
+#: pruned nodes; their reader then reads the graph and writes new ones.
+GRAPH_COPY_NAMESPACES = ("agents-history",)
+
 
 def _session(dep: Deployment, sid: str, policy: RetentionPolicy, dry_run: bool, entry: SessionRetention) -> None:
     with opened(dep, sid) as store:
@@ -213,6 +218,10 @@ def _session(dep: Deployment, sid: str, policy: RetentionPolicy, dry_run: bool, 
         if policy.keep_turns is not None and not sid.startswith(FRAMEWORK_SESSION_PREFIXES):
             entry.graph = m.prune_graph(store, policy.keep_turns, dry_run=dry_run)
             changed |= entry.graph.removed_node_count > 0
+            if entry.graph.removed_node_count > 0 and not dry_run:
+                for ns in GRAPH_COPY_NAMESPACES:
+                    for _, name, _ in store.list_artifacts(namespace=ns):
+                        store.delete_artifact(name, namespace=ns)
         if policy.finished_work_older_than_ms is not None:
             entry.queue_batches = m.prune_finished_queue(store, policy.finished_work_older_than_ms, dry_run=dry_run)
             changed |= entry.queue_batches > 0
