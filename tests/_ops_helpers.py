@@ -21,11 +21,25 @@ from lashstore import (
 )
 
 BACKENDS = ["memory", "sqlite"]
+ALL_BACKENDS = ["memory", "sqlite", "postgres"]
 
 
-def open_dep(kind: str, tmp_path: Path, clock: ManualClock | None = None, **kw: Any) -> lashstore.Deployment:
+def open_dep(kind: str, tmp_path: Path, clock: ManualClock | None = None, *, pg: str | None = None,
+             **kw: Any) -> lashstore.Deployment:
+    """A deployment of `kind`; the same `tmp_path` opens the same storage again (for postgres, a
+    schema named after it in the database `pg`, the postgres_url fixture's)."""
     options = StoreOptions(clock=clock or ManualClock(), **kw)
-    url = "memory://" if kind == "memory" else str(tmp_path / "store")
+    if kind == "memory":
+        url = "memory://"
+    elif kind == "postgres":
+        import hashlib
+
+        from postgres_support import deployment_url
+
+        assert pg is not None, "open_dep('postgres', ...) needs pg=<the postgres_url fixture>"
+        url = deployment_url(pg, "d_" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:20])
+    else:
+        url = str(tmp_path / "store")
     return lashstore.open(url, options=options)
 
 

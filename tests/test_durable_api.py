@@ -203,7 +203,8 @@ def test_async_durable_function(store):
         return first, second, both
 
     assert asyncio.run(main()) == ("echo: hi", "echo: hi", ["echo: x", "echo: y"])
-    assert calls == ["hi", "x", "y"]
+    # gather promises no order between its calls: each ran once, "hi" once before them.
+    assert calls[0] == "hi" and sorted(calls[1:]) == ["x", "y"]
 
 
 def test_durable_needs_an_effect_store():

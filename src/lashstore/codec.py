@@ -31,6 +31,9 @@ __all__ = [
     "pack_canonical",
     "unpack",
     "check_json",
+    "check_text",
+    "json_problem",
+    "MAX_DEPTH",
     "encode_blob",
     "decode_blob",
     "MAX_BLOB_SIZE",
@@ -83,74 +86,166 @@ def unpack(data: bytes, type: Any = Any) -> Any:
 
 # --- JSON compatibility -------------------------------------------------------------------------
 
+#: How deep a caller's value may nest: lists and objects inside one another, at most this many.
+#: serde_json's default, which the reference crate reads; far below what msgspec's decoders reach
+#: from any reasonable call stack, so whatever is accepted can always be read back.
+MAX_DEPTH = 128
+
 _I64_MIN = -(1 << 63)
 _U64_MAX = (1 << 64) - 1
+_LEAF = frozenset({str, bool, type(None), bytes, int, float})
 
 
 class _Bad(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
-        self.path: list[str] = []
 
 
+def _text_problem(s: str) -> str | None:
+    """Why `s` cannot be stored as text (None when it can): it must be valid Unicode."""
+    if s.isascii():
+        return None
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (not valid Unicode)"
+    return None
 
-def _check(v: Any) -> None:
+
+def _leaf_problem(v: Any) -> str | None:
     t = type(v)
-    if t is dict:
-        for k, x in v.items():
-            if type(k) is not str:
-                raise _Bad(f"object key {k!r} is not a string")
-            tx = type(x)
-            # Leaves are checked here rather than by a call each: most values are leaves.
-            if tx is str or tx is bool or x is None:
-                continue
-            try:
-                _check(x)
-            except _Bad as e:
-                e.path.append(f"[{k!r}]")
-                raise
-        return
-    if t is list or t is tuple:
-        for i, x in enumerate(v):
-            tx = type(x)
-            if tx is str or tx is bool or x is None:
-                continue
-            try:
-                _check(x)
-            except _Bad as e:
-                e.path.append(f"[{i}]")
-                raise
-        return
-    if t is str or v is None or t is bool or t is bytes:
-        return
+    if t is str:
+        return _text_problem(v)
     if t is int:
         if not _I64_MIN <= v <= _U64_MAX:
-            raise _Bad(f"integer {v} does not fit in 64 bits")
-        return
+            return f"integer {v} does not fit in 64 bits"
+        return None
     if t is float:
         if not math.isfinite(v):
-            raise _Bad(f"float {v} is not finite")
-        return
-    # Subclasses of the plain types (str enums, IntEnum, OrderedDict, ...) round-trip as their base.
-    if isinstance(v, (str, bytes, bool, bytearray, memoryview)):
-        return
-    if isinstance(v, int):
-        return _check(int(v))
-    if isinstance(v, float):
-        return _check(float(v))
-    if isinstance(v, dict):
-        return _check(dict(v))
-    raise _Bad(f"{t.__name__} is not JSON-compatible (use dict, list, str, int, float, bool, None or bytes)")
+            return f"float {v} is not finite"
+        return None
+    return None  # bool, None, bytes
+
+
+def _type_problem(v: Any) -> str:
+    t = type(v)
+    if t is tuple:
+        return "a tuple would read back as a list: pass a list"
+    for base in (bool, int, float, str, bytes, dict, list):
+        if isinstance(v, base):
+            return (
+                f"{t.__name__} is a subclass of {base.__name__} and would read back as a plain "
+                f"{base.__name__}: pass a plain {base.__name__}"
+            )
+    if isinstance(v, (bytearray, memoryview)):
+        return f"{t.__name__} would read back as bytes: pass bytes"
+    return f"{t.__name__} is not JSON-compatible (use dict, list, str, int, float, bool, None or bytes)"
+
+
+def _walk(value: Any, tuples: bool = False) -> tuple[str, list[Any]] | None:
+    """(reason, path) of the first thing in `value` the store cannot keep exactly, else None.
+
+    Iterative, so the caller's stack depth never matters. Only exact JSON types and bytes are
+    kept: everything accepted reads back equal in value and in type.
+    """
+    t = type(value)
+    if t in _LEAF:
+        reason = _leaf_problem(value)
+        return None if reason is None else (reason, [])
+    if t is tuple and tuples:
+        t = list
+    elif t is not dict and t is not list:
+        return _type_problem(value), []
+    # (container, depth, path of the container as a linked (parent, key) pair)
+    stack: list[tuple[Any, int, Any]] = [(value, 1, None)]
+    while stack:
+        container, depth, path = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} levels deep", _unlink(path)
+        items = container.items() if type(container) is dict else enumerate(container)
+        is_dict = type(container) is dict
+        for k, x in items:
+            if is_dict:
+                if type(k) is not str:
+                    return f"object key {k!r} is not a string", _unlink(path)
+                if not k.isascii() and _text_problem(k) is not None:
+                    return f"object key {k!r} contains a lone surrogate (not valid Unicode)", _unlink(path)
+            tx = type(x)
+            if tx is str:
+                if x.isascii():
+                    continue
+                reason = _text_problem(x)
+            elif tx is bool or x is None or tx is bytes:
+                continue
+            elif tx is dict or tx is list or (tx is tuple and tuples):
+                stack.append((x, depth + 1, (path, k)))
+                continue
+            elif tx is int or tx is float:
+                reason = _leaf_problem(x)
+            else:
+                reason = _type_problem(x)
+            if reason is not None:
+                return reason, _unlink((path, k))
+    return None
+
+
+def _unlink(path: Any) -> list[Any]:
+    out = []
+    while path is not None:
+        path, key = path
+        out.append(key)
+    out.reverse()
+    return out
+
+
+def json_problem(value: Any) -> str | None:
+    """Why `value` cannot be stored exactly (with the path to the bad part), or None."""
+    found = _walk(value)
+    if found is None:
+        return None
+    reason, path = found
+    return f"{''.join(f'[{k!r}]' for k in path)}: {reason}" if path else reason
 
 
 def check_json(value: Any, what: str) -> None:
-    """Raise ValidationError unless `value` is made of JSON values and bytes only."""
-    try:
-        _check(value)
-    except _Bad as e:
-        raise ValidationError(f"{what}{''.join(reversed(e.path))}: {e.reason}") from None
-    except RecursionError:
-        raise ValidationError(f"{what}: nested too deeply") from None
+    """Raise ValidationError unless `value` is made of JSON values and bytes only, nested at most
+    MAX_DEPTH deep, with valid Unicode text and 64-bit integers."""
+    found = _walk(value)
+    if found is not None:
+        reason, path = found
+        raise ValidationError(f"{what}{''.join(f'[{k!r}]' for k in path)}: {reason}")
+
+
+def check_json_as_list(value: Any, what: str) -> Any:
+    """`check_json` for a value that is returned as it reads back (an effect outcome): tuples
+    are taken as lists, and the value is returned with them converted."""
+    found = _walk(value, tuples=True)
+    if found is not None:
+        reason, path = found
+        raise ValidationError(f"{what}{''.join(f'[{k!r}]' for k in path)}: {reason}")
+    return _lists(value)
+
+
+def _lists(v: Any) -> Any:
+    # Depth is bounded by MAX_DEPTH: the walk above has checked it.
+    t = type(v)
+    if t is dict:
+        return {k: _lists(x) for k, x in v.items()}
+    if t is list or t is tuple:
+        return [_lists(x) for x in v]
+    return v
+
+
+def check_text(value: Any, what: str) -> str:
+    """A string the store keeps as text: valid Unicode, no NUL (PostgreSQL cannot hold one)."""
+    if type(value) is not str:
+        raise ValidationError(f"{what} must be a string, got {type(value).__name__}")
+    if "\x00" in value:
+        raise ValidationError(f"{what} must not contain a NUL character")
+    reason = _text_problem(value)
+    if reason is not None:
+        raise ValidationError(f"{what} {reason}")
+    return value
 
 
 # --- blobs --------------------------------------------------------------------------------------
@@ -190,27 +285,68 @@ def encode_blob(
     return ref, Compression.NONE, bytes(content)
 
 
+#: Blobs above this logical size are inflated twice: once in bounded chunks to check size and
+#: hash (a planted decompression bomb is refused without ever being held in memory), then for real.
+_VERIFY_FIRST = 16 << 20
+_CHUNK = 1 << 20
+
+
+def _inflate(ref: str, compression: str, stored: bytes, limit: int) -> Any:
+    """Yield the inflated content in chunks of at most 1 MiB; CorruptRecord past `limit` bytes."""
+    if compression == "none":
+        if len(stored) > limit:
+            raise CorruptRecord("blob", ref, f"holds {len(stored)} bytes, more than its recorded size {limit}")
+        yield stored
+        return
+    if compression == "zstd":
+        d: Any = _zstd.ZstdDecompressor()
+        more = lambda: not d.needs_input and not d.eof  # noqa: E731
+        step = lambda data: d.decompress(data, _CHUNK)  # noqa: E731
+    elif compression == "zlib":
+        d = zlib.decompressobj()
+        more = lambda: bool(d.unconsumed_tail)  # noqa: E731
+        step = lambda data: d.decompress(data or d.unconsumed_tail, _CHUNK)  # noqa: E731
+    else:
+        raise CorruptRecord("blob", ref, f"unknown compression {compression!r}")
+    total = 0
+    data: bytes = stored
+    while True:
+        try:
+            chunk = step(data)
+        except Exception as e:  # zstd/zlib raise their own error types
+            raise CorruptRecord("blob", ref, f"cannot inflate {compression} content: {e}") from None
+        data = b""
+        total += len(chunk)
+        if total > limit:
+            raise CorruptRecord("blob", ref, f"inflates past its recorded size of {limit} bytes")
+        if chunk:
+            yield chunk
+        if not more():
+            if compression == "zstd" and not d.eof:
+                raise CorruptRecord("blob", ref, "its zstd content is cut off")
+            return
+
+
 def decode_blob(ref: str, compression: str, raw_size: int, stored: bytes) -> bytes:
-    """Inflate (bounded by the recorded size) and verify the sha256 the blob is addressed by."""
-    if raw_size < 0 or raw_size > MAX_BLOB_SIZE:
-        raise CorruptRecord("blob", ref, f"recorded size {raw_size} is out of bounds")
-    try:
-        if compression == "none":
-            data = bytes(stored)
-        elif compression == "zstd":
-            d = _zstd.ZstdDecompressor()
-            data = d.decompress(stored, raw_size + 1)
-        elif compression == "zlib":
-            d = zlib.decompressobj()
-            data = d.decompress(stored, raw_size + 1)
-        else:
-            raise CorruptRecord("blob", ref, f"unknown compression {compression!r}")
-    except CorruptRecord:
-        raise
-    except Exception as e:  # zstd/zlib raise their own error types
-        raise CorruptRecord("blob", ref, f"cannot inflate {compression} content: {e}") from None
-    if len(data) != raw_size:
-        raise CorruptRecord("blob", ref, f"inflated to {len(data)} bytes, expected {raw_size}")
-    if _sha256(data).hexdigest() != ref:
+    """Inflate (never past the recorded size) and verify the sha256 the blob is addressed by."""
+    if type(raw_size) is not int or raw_size < 0 or raw_size > MAX_BLOB_SIZE:
+        raise CorruptRecord("blob", ref, f"recorded size {raw_size!r} is out of bounds")
+    if raw_size > _VERIFY_FIRST and compression != "none":
+        h = _sha256()
+        size = 0
+        for chunk in _inflate(ref, compression, stored, raw_size):
+            h.update(chunk)
+            size += len(chunk)
+        _check_inflated(ref, size, raw_size, h.hexdigest())
+    chunks = list(_inflate(ref, compression, stored, raw_size))
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    del chunks
+    _check_inflated(ref, len(data), raw_size, _sha256(data).hexdigest())
+    return bytes(data) if type(data) is not bytes else data
+
+
+def _check_inflated(ref: str, size: int, raw_size: int, digest: str) -> None:
+    if size != raw_size:
+        raise CorruptRecord("blob", ref, f"inflated to {size} bytes, expected {raw_size}")
+    if digest != ref:
         raise CorruptRecord("blob", ref, "content does not match its sha256")
-    return data

@@ -10,7 +10,9 @@ URLs:
   parameters (`sslmode`, ...) go to libpq.
 
 Query parameters set options: `?synchronous=full`, `?blob_profile=compact`,
-`?auto_gc_every_commits=100`, `?compression_level=6`, `?busy_timeout_ms=5000`.
+`?auto_gc_every_commits=100`, `?compression_level=6`, `?busy_timeout_ms=5000`, `?readonly=1`
+(or `?mode=ro`: every read works, every write raises `StoreReadOnly`; a SQLite store on a
+read-only directory or mount is opened read-only without asking).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ DEFAULT_URL = "./.lashstore"
 
 _INT_OPTIONS = {"auto_gc_every_commits", "compression_level", "busy_timeout_ms"}
 _STR_OPTIONS = {"synchronous", "blob_profile"}
+_BOOL_OPTIONS = {"readonly"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def parse_url(url: str) -> tuple[str, str, dict[str, Any]]:
@@ -60,11 +65,22 @@ def parse_url(url: str) -> tuple[str, str, dict[str, Any]]:
                 raise ValidationError(f"store URL option {key} must be an integer, got {value!r}") from None
         elif key in _STR_OPTIONS:
             opts[key] = value.lower()
+        elif key in _BOOL_OPTIONS or (key == "mode" and not postgres):
+            flag = value.lower()
+            if key == "mode":
+                if flag not in ("ro", "rw"):
+                    raise ValidationError(f"store URL option mode must be ro or rw, got {value!r}")
+                opts["readonly"] = flag == "ro"
+            elif flag in _TRUE or flag in _FALSE:
+                opts[key] = flag in _TRUE
+            else:
+                raise ValidationError(f"store URL option {key} must be true or false, got {value!r}")
         elif postgres:
             keep.append((key, value))
         else:
             raise ValidationError(
-                f"unknown store URL option {key!r}; known: {', '.join(sorted(_INT_OPTIONS | _STR_OPTIONS))}"
+                f"unknown store URL option {key!r}; known: "
+                f"{', '.join(sorted(_INT_OPTIONS | _STR_OPTIONS | _BOOL_OPTIONS | {'mode'}))}"
             )
     if scheme == "memory":
         return "memory", "", opts
@@ -100,8 +116,10 @@ class Deployment:
         options: StoreOptions,
         *,
         openers: dict[str, Callable[[], Any]] | None = None,
+        copy_mark: Callable[[], dict[str, Any] | None] | None = None,
     ) -> None:
         self.url = url
+        self._copy_mark = copy_mark
         self.sessions = sessions
         self.options = options
         self._openers = dict(openers or {})
@@ -131,6 +149,12 @@ class Deployment:
     def effects(self) -> EffectStore:
         """The deployment's recorded effect outcomes (durable calls)."""
         return self._component("effects")
+
+    def incomplete_copy(self) -> dict[str, Any] | None:
+        """The mark of a `lashstore copy` into this deployment that has not finished (its
+        `source` and `started_at`), or None. Such a deployment may lack sessions and records;
+        running the same copy again resumes it."""
+        return None if self._copy_mark is None else self._copy_mark()
 
     def delete_session(self, session_id: str) -> ProcessSessionDeleteReport:
         """Delete a session everywhere: its store, its handle grants in the process registry, and
@@ -193,13 +217,22 @@ def open(url: str | os.PathLike[str] | None = None, *, options: StoreOptions | N
                 f"postgresql:// needs the postgres extra: pip install 'lashstore[postgres]' ({e})"
             ) from None
         factory, openers = deployment_parts(location, base)
-        return Deployment(url, factory, base, openers=openers)
+        from .backends.postgres.transfer import read_copy_mark as read_pg_mark
+
+        return Deployment(url, factory, base, openers=openers, copy_mark=lambda: read_pg_mark(factory._db))
     from .backends.sqlite import SqliteSessionStoreFactory
+    from .backends.sqlite.connection import _read_only_dir, os_error
 
     root = Path(location)
+    if not base.readonly and root.is_dir() and _read_only_dir(str(root)):
+        base = base.replace(readonly=True)
 
     def sqlite_file(name: str) -> Path:
-        root.mkdir(parents=True, exist_ok=True)
+        if not base.readonly:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise os_error(e, f"create the store directory {root}") from None
         return root / name
 
     def open_processes() -> Any:
@@ -217,9 +250,12 @@ def open(url: str | os.PathLike[str] | None = None, *, options: StoreOptions | N
 
         return SqliteEffectStore(sqlite_file("effects.db"), base)
 
+    from .backends.sqlite.transfer import read_copy_mark
+
     return Deployment(
         url,
         SqliteSessionStoreFactory(root, base),
         base,
         openers={"processes": open_processes, "host_events": open_host_events, "effects": open_effects},
+        copy_mark=lambda: read_copy_mark(root),
     )

@@ -11,6 +11,10 @@ __all__ = [
     "BackendError",
     "StoreBusy",
     "StoreClosed",
+    "StoreUnavailable",
+    "StoreReadOnly",
+    "StoreFull",
+    "SessionDeleted",
     "SessionBindingMismatch",
     "HeadRevisionConflict",
     "TurnCommitConflict",
@@ -43,6 +47,20 @@ class StoreBusy(BackendError):
 
     Safe to retry: nothing was written.
     """
+
+
+class StoreUnavailable(BackendError):
+    """The store cannot be reached or opened at all: a server that does not answer, a directory
+    that cannot be created, no file descriptors left. The message says which and what to do."""
+
+
+class StoreReadOnly(BackendError):
+    """A write was attempted on a store that can only be read (a read-only directory or mount,
+    or a deployment opened read-only). Reads keep working."""
+
+
+class StoreFull(BackendError):
+    """The disk (or quota) is full. Nothing of the failed operation was written."""
 
 
 class StoreClosed(LashStoreError):
@@ -179,6 +197,19 @@ class SessionNotFound(NotFound):
         self.session_id = session_id
         super().__init__(
             f"no session {session_id!r} in this store; create it with create_store({session_id!r})"
+        )
+
+
+class SessionDeleted(SessionNotFound):
+    """The session this handle was opened on has been deleted since (by another handle, another
+    deployment or another process). Nothing was written; create or open the session again."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        NotFound.__init__(
+            self,
+            f"session {session_id!r} was deleted after this handle opened it; nothing was written. "
+            f"Create it again with create_store({session_id!r}) if that is what you mean",
         )
 
 

@@ -25,6 +25,8 @@ class StoreOptions:
     compression_level: zstd level for compressed blobs (1: fast, and within a few percent of
         level 3 on agent state; raise it for archives).
     busy_timeout_ms: how long a writer waits for another writer's lock before `StoreBusy`.
+    readonly: open every file read-only: reads work, every write raises `StoreReadOnly`. A SQLite
+        store on a read-only directory or mount is opened so without asking.
     clock, ids: injectable time and randomness (tests use `ManualClock`).
     """
 
@@ -34,11 +36,17 @@ class StoreOptions:
     synchronous: str = "normal"
     compression_level: int = 1
     busy_timeout_ms: int = 15_000
+    readonly: bool = False
     clock: Clock = dataclasses.field(default_factory=SystemClock)
     ids: IdSource = dataclasses.field(default_factory=RandomIds)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "blob_profile", BlobProfile(self.blob_profile))
+        try:
+            object.__setattr__(self, "blob_profile", BlobProfile(self.blob_profile))
+        except ValueError:
+            raise ValidationError(
+                f"blob_profile must be one of {', '.join(p.value for p in BlobProfile)}, got {self.blob_profile!r}"
+            ) from None
         if self.synchronous not in ("normal", "full"):
             raise ValidationError(f"synchronous must be 'normal' or 'full', got {self.synchronous!r}")
         if self.auto_gc_every_commits is not None and (
@@ -47,10 +55,16 @@ class StoreOptions:
             raise ValidationError("auto_gc_every_commits must be a non-negative integer or None")
         if type(self.gc_grace_ms) is not int or self.gc_grace_ms < 0:
             raise ValidationError("gc_grace_ms must be a non-negative integer")
-        if not 1 <= self.compression_level <= 22:
+        if type(self.compression_level) is not int or not 1 <= self.compression_level <= 22:
             raise ValidationError("compression_level must be between 1 and 22")
-        if self.busy_timeout_ms < 0:
+        if type(self.readonly) is not bool:
+            raise ValidationError(f"readonly must be True or False, got {self.readonly!r}")
+        if type(self.busy_timeout_ms) is not int or self.busy_timeout_ms < 0:
             raise ValidationError("busy_timeout_ms must be >= 0")
 
     def replace(self, **changes: object) -> "StoreOptions":
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValidationError(f"unknown store option {unknown[0]!r}; known: {', '.join(sorted(known))}")
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -124,10 +124,13 @@ def check_passthrough(refs: list[str], decoded: list[str], load_blob: Any) -> No
 
 
 def _decode(data: bytes, type_: Any, what: str, key: str) -> Any:
+    if type(data) is not bytes:
+        if not isinstance(data, (bytearray, memoryview)):
+            raise CorruptRecord(what, str(key), f"its stored body is {type(data).__name__}, not bytes")
     try:
         return unpack(data, type_)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise CorruptRecord(what, key, str(e)) from None
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as e:
+        raise CorruptRecord(what, str(key), str(e)) from None
 
 
 def decode_manifest(ref: str, data: bytes) -> SessionCheckpoint:
@@ -155,6 +158,112 @@ def decode_result(key: str, data: bytes) -> RuntimeCommitResult:
 
 def decode_relation(session_id: str, data: bytes) -> SessionRelation:
     return _decode(data, SessionRelation, "session relation", session_id)
+
+
+def new_session_meta(
+    session_id: str, *, model: str, relation: Any, cwd: str | None, session_name: str | None
+) -> SessionMeta:
+    """The meta `create_store` writes, checked before anything touches storage."""
+    import datetime
+
+    from ..model.session import RootRelation
+    from ..rules import validate as v
+
+    meta = SessionMeta(
+        session_id=session_id,
+        session_name=session_name if session_name is not None else session_id,
+        created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        model=model,
+        cwd=cwd,
+        relation=relation if relation is not None else RootRelation(),
+    )
+    return v.check_meta(meta)
+
+
+# -- column checks: SQLite keeps whatever is written into a column, so every read checks ---------
+
+_COLUMN_TYPES: dict[str, tuple[Any, bool, bool]] = {
+    # code: (python type, None allowed, must be >= 0)
+    "s": (str, False, False),
+    "s?": (str, True, False),
+    "i": (int, False, True),
+    "i?": (int, True, True),
+    "I": (int, False, False),
+    "b": (bytes, False, False),
+    "b?": (bytes, True, False),
+}
+
+
+def check_columns(row: Any, spec: tuple[tuple[str, str], ...], what: str, key: Any) -> None:
+    """CorruptRecord unless each column of `row` has its type: `spec` is (column name, code)
+    with codes s (text), i (integer >= 0), I (any integer), b (bytes), and a `?` for NULL allowed."""
+    for value, (name, code) in zip(row, spec):
+        t, nullable, nonneg = _COLUMN_TYPES[code]
+        if value is None:
+            if nullable:
+                continue
+        elif type(value) is t or (t is bytes and type(value) in (bytearray, memoryview)):
+            if not nonneg or value >= 0:
+                continue
+        raise CorruptRecord(what, str(key), f"column {name} holds {value!r}, expected {_describe(code)}")
+
+
+def _describe(code: str) -> str:
+    base = {"s": "text", "i": "a non-negative integer", "I": "an integer", "b": "bytes"}[code.rstrip("?")]
+    return f"{base} or NULL" if code.endswith("?") else base
+
+
+_BLOB_SPEC = (("kind", "s"), ("compression", "s"), ("raw_size", "i"), ("content", "b"))
+META_SPEC = (("session_id", "s"), ("session_name", "s"), ("created_at", "s"), ("model", "s"), ("cwd", "s?"),
+             ("relation", "b"))
+
+HEAD_COLUMNS = "session_id, head_revision, checkpoint_ref, leaf_node_id, node_count, updated_at_ms, body"
+_HEAD_SPEC = (
+    ("session_id", "s"), ("head_revision", "i"), ("checkpoint_ref", "s?"), ("leaf_node_id", "s?"),
+    ("node_count", "i"), ("updated_at_ms", "I"), ("body", "b"),
+)
+
+
+def head_meta(row: tuple) -> Any:
+    """A head row (HEAD_COLUMNS, in order) as SessionHeadMeta; CorruptRecord when damaged."""
+    from ..model.session import SessionHeadMeta
+    from ..rules import validate as v
+
+    check_columns(row, _HEAD_SPEC, "session head", row[0])
+    body = decode_head_body(row[0], row[6])
+    ref = row[2]
+    if ref is not None:
+        try:
+            v.check_ref(ref, "checkpoint_ref")
+        except ValidationError as e:
+            raise CorruptRecord("session head", row[0], str(e)) from None
+    return SessionHeadMeta(
+        session_id=row[0],
+        head_revision=row[1],
+        config=body.config,
+        agent_frames=body.agent_frames,
+        current_agent_frame_id=body.current_agent_frame_id,
+        checkpoint_ref=ref,
+        leaf_node_id=row[3],
+        graph_node_count=row[4],
+        updated_at_ms=row[5],
+    )
+
+
+META_COLUMNS = "session_id, session_name, created_at, model, cwd, relation"
+
+
+def meta_from_row(row: tuple) -> SessionMeta:
+    """A session_meta row (META_COLUMNS, in order); CorruptRecord when damaged."""
+    check_columns(row, META_SPEC, "session meta", row[0])
+    return SessionMeta(
+        session_id=row[0],
+        session_name=row[1],
+        created_at=row[2],
+        model=row[3],
+        cwd=row[4],
+        relation=decode_relation(row[0], row[5]),
+    )
 
 
 def encode_meta_relation(meta: SessionMeta) -> bytes:
@@ -192,6 +301,7 @@ def hydrate(ref: str, manifest: SessionCheckpoint, load_blob: Any) -> HydratedSe
 
 def check_stored_blob(ref: str, kind: str, compression: str, raw_size: int, stored: bytes) -> bytes:
     """Verified logical bytes of a stored row (shared so both backends check the same way)."""
+    check_columns((kind, compression, raw_size, stored), _BLOB_SPEC, "blob", ref)
     try:
         BlobKind(kind)
     except ValueError:

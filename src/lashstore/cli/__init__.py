@@ -122,3 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
+    except OSError as e:
+        # A file the command was told to read or write (an export's -o, an import's file).
+        where = f"{e.filename}: " if e.filename else ""
+        render.print_error(f"{where}{e.strerror or e}")
+        return EXIT_ERROR

@@ -132,6 +132,12 @@ def select_sessions(
 def run_sessions(args: argparse.Namespace) -> int:
     with open_deployment(args.store) as dep:
         every = dep.sessions.list_sessions()
+        mark = dep.incomplete_copy()
+    if mark is not None:
+        render.print_warning(
+            f"{args.store} is an unfinished copy of {mark.get('source')} (started {mark.get('started_at')}): sessions "
+            "may be missing; run the same `lashstore copy` again to finish it"
+        )
     rows = select_sessions(every, match=args.match, sort=args.sort, limit=args.limit, offset=args.offset)
     if args.json:
         render.write_json(rows)

@@ -468,11 +468,7 @@ def run_export(args: argparse.Namespace) -> int:
                         sys.stdout.buffer.flush()
                     else:
                         path = (out_dir / (safe_file_name(sid)[:-3] + ".jsonl")) if out_dir else Path(args.output)
-                        tmp = path.with_name(path.name + ".part")
-                        with open(tmp, "wb") as f:
-                            summary = ops.export_session(dep, sid, f)
-                        tmp.replace(path)
-                        summary.path = str(path)
+                        summary = ops.export_session_to(dep, sid, path)
                 except SessionNotFound:
                     render.print_error(f"no session {sid!r} in store {args.store}; `lashstore sessions` lists them")
                     return EXIT_NOT_FOUND

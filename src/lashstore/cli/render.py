@@ -67,6 +67,10 @@ def print_error(message: str) -> None:
     err().print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
 
 
+def print_warning(message: str) -> None:
+    err().print(Text(f"warning: {message}", style="bold yellow"), soft_wrap=True)
+
+
 def write_json(value: Any) -> None:
     """Indented JSON of structs, lists and dicts, on stdout, bypassing rich (no wrapping, no colour)."""
     data = msgspec.json.format(msgspec.json.encode(msgspec.to_builtins(value)), indent=2)

@@ -55,6 +55,11 @@ class EffectScope(msgspec.Struct, frozen=True):
                 f"{MISSING_EFFECT_SCOPE_ID}: effect scope {self.kind!r} needs a non-blank session_id, "
                 f"got {self.session_id!r}"
             )
+        from ..rules.validate import check_id, check_optional_id
+
+        check_id(self.kind, "effect scope kind")
+        check_id(self.id, "effect scope id")
+        check_optional_id(self.session_id, "effect scope session_id")
 
     # -- the reference's variants ----------------------------------------------------------------
     @classmethod

@@ -9,8 +9,7 @@ and explicit schema migration. The `lashstore` command is a thin layer over thes
         report = ops.gc(dep)                 # unreachable blobs, then shrink the files
         report = ops.vacuum(dep)             # tombstoned nodes, then shrink every file
         report = ops.verify(dep)             # report.ok, report.problems
-        with open("chat-42.jsonl", "wb") as f:
-            ops.export_session(dep, "chat-42", f)
+        ops.export_session_to(dep, "chat-42", "chat-42.jsonl")  # or export_session(dep, id, file)
         with open("chat-42.jsonl", "rb") as f:
             ops.import_session(other_dep, f)
 """
@@ -19,6 +18,7 @@ from __future__ import annotations
 
 from ..model.maintenance import GraphPruneResult, Problem, SessionDump
 from ..rules.maintenance import DEFAULT_GC_GRACE_MS
+from .copy import CopyReport, copy
 from .export import (
     FORMAT,
     VERSION,
@@ -26,6 +26,7 @@ from .export import (
     ImportRefused,
     TransferSummary,
     export_session,
+    export_session_to,
     import_session,
     read_dump,
     write_dump,
@@ -53,6 +54,7 @@ __all__ = [
     "CheckedLocation",
     "Problem",
     "export_session",
+    "export_session_to",
     "import_session",
     "read_dump",
     "write_dump",
@@ -62,6 +64,8 @@ __all__ = [
     "SessionDump",
     "FORMAT",
     "VERSION",
+    "copy",
+    "CopyReport",
     "migrate",
     "MigrateReport",
     "FileMigration",

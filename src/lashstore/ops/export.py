@@ -10,7 +10,12 @@ any value round-trips exactly. Blobs are inline, base64 of their stored form.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
+import os
+import secrets
+import stat
+from pathlib import Path
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
@@ -30,6 +35,7 @@ from ..model.maintenance import (
     SessionDump,
 )
 from ..model.session import SessionMeta
+from ..rules.maintenance import check_record
 from ._common import maintenance, opened
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "ExportHeader",
     "TransferSummary",
     "export_session",
+    "export_session_to",
     "import_session",
     "write_dump",
     "read_dump",
@@ -49,10 +56,12 @@ VERSION = 1
 
 
 class ImportRefused(LashStoreError):
-    """The file cannot be imported as asked. `reason`: "format", "version", "damaged" or "exists"."""
+    """The file cannot be imported as asked; nothing was written. `reason`: "format", "version",
+    "damaged" or "exists"; `line`: the line of the file at fault, when one is."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, line: int | None = None) -> None:
         self.reason = reason
+        self.line = line
         super().__init__(message)
 
 
@@ -185,7 +194,7 @@ def read_dump(lines: Iterable[bytes | str]) -> tuple[ExportHeader, SessionDump]:
         raise ImportRefused("format", "the file is empty; it is not a lashstore export")
     try:
         raw = msgspec.json.decode(first)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         raise ImportRefused("format", "the first line is not JSON; this is not a lashstore export file") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         found = raw.get("format") if isinstance(raw, dict) else None
@@ -210,27 +219,32 @@ def read_dump(lines: Iterable[bytes | str]) -> tuple[ExportHeader, SessionDump]:
     for lineno, line in enumerate(it, 2):
         if ended is not None:
             if line.strip():
-                raise ImportRefused("damaged", f"line {lineno}: records after the end line")
+                raise ImportRefused("damaged", f"line {lineno}: records after the end line", lineno)
             continue
         try:
             obj = msgspec.json.decode(line)
             kind = obj.pop("type")
         except (msgspec.DecodeError, AttributeError, KeyError, TypeError):
-            raise ImportRefused("damaged", f"line {lineno}: not a JSON record with a type") from None
+            raise ImportRefused("damaged", f"line {lineno}: not a JSON record with a type", lineno) from None
+        except RecursionError:
+            raise ImportRefused("damaged", f"line {lineno}: nested too deeply to be a lashstore record", lineno) from None
         if kind == "end":
             ended = obj.get("records")
             continue
         cls = _RECORD_TYPES.get(kind)
         if cls is None:
-            raise ImportRefused("damaged", f"line {lineno}: unknown record type {kind!r}")
+            raise ImportRefused("damaged", f"line {lineno}: unknown record type {kind!r}", lineno)
         pos = _ORDER.index(kind)
         if pos < last:
-            raise ImportRefused("damaged", f"line {lineno}: a {kind} record after later sections")
+            raise ImportRefused("damaged", f"line {lineno}: a {kind} record after later sections", lineno)
         last = pos
         try:
             record = msgspec.convert(obj if kind == "blob" else _dec(obj), cls)
+            check_record(kind, record)
+        except RecursionError:
+            raise ImportRefused("damaged", f"line {lineno}: nested too deeply to be a lashstore record", lineno) from None
         except (msgspec.ValidationError, ValidationError) as e:
-            raise ImportRefused("damaged", f"line {lineno}: bad {kind} record: {e}") from None
+            raise ImportRefused("damaged", f"line {lineno}: bad {kind} record: {e}", lineno) from None
         if kind == "meta":
             dump.meta = record
         elif kind == "head":
@@ -264,6 +278,41 @@ def export_session(dep: Deployment, session_id: str, out: IO[bytes]) -> Transfer
         counts={k: c for k, c in _count(dump).items() if c},
         bytes=n,
     )
+
+
+def export_session_to(dep: Deployment, session_id: str, path: str | os.PathLike[str]) -> TransferSummary:
+    """Write one session to the file `path`.
+
+    A regular file (or a new one) is replaced only once the whole export is written: it is
+    written beside it under a temporary name, then renamed over it, and the temporary file is
+    removed on any failure. A symlink is followed (the file it points at is replaced, the link
+    kept); a device, FIFO or socket (`/dev/null`, a named pipe) is written to directly, never
+    replaced."""
+    target = Path(os.path.realpath(path))
+    try:
+        st = target.stat()
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise ValidationError(f"{path} is a directory; give a file name (or export several sessions into it)")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        with open(target, "wb") as f:
+            summary = export_session(dep, session_id, f)
+        summary.path = os.fspath(path)
+        return summary
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    try:
+        with open(tmp, "xb") as f:
+            summary = export_session(dep, session_id, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    summary.path = os.fspath(path)
+    return summary
 
 
 def _count(dump: SessionDump) -> dict[str, int]:

@@ -22,8 +22,8 @@ __all__ = ["verify", "VerifyReport", "CheckedLocation", "Problem"]
 
 
 class CheckedLocation(msgspec.Struct, kw_only=True):
-    location: str  # a file, or memory:<session>
-    kind: str  # "session" or "registry"
+    location: str  # a file, or <scheme>:<session> (memory:, postgresql:), postgresql:blobs
+    kind: str  # "session", "registry" or "blobs"
     session_id: str | None = None
     records: int = 0
     problems: int = 0
@@ -50,22 +50,54 @@ def verify(
 ) -> VerifyReport:
     """Check every session (or `sessions`) and, unless told not to, the registry files."""
     report = VerifyReport()
+    mark = dep.incomplete_copy()
+    if mark is not None:
+        report.problems.append(Problem(
+            location=dep.url, what="copy", key=str(mark.get("source")),
+            detail=f"this deployment is an unfinished copy of {mark.get('source')} (started {mark.get('started_at')}): "
+                   "sessions and records may be missing; run the same `lashstore copy` again to finish it",
+        ))
     root = store_root(dep)
     if root is not None:
         _verify_sqlite(dep, root, sessions, registries, report, progress)
     else:
-        rows = session_summaries(dep, sessions)
-        for i, row in enumerate(rows, 1):
-            loc = CheckedLocation(location=f"memory:{row.session_id}", kind="session", session_id=row.session_id)
-            try:
-                with opened(dep, row.session_id) as store:
-                    loc.records, problems = maintenance(store).verify_session_store(store)
-            except LashStoreError as e:
-                problems = [Problem(location=loc.location, what="session", key=row.session_id, detail=str(e))]
-            _add(report, loc, problems)
-            tick(progress, "verifying", i, len(rows))
+        _verify_sessions(dep, sessions, report, progress)
     report.records = sum(c.records for c in report.checked)
     return report
+
+
+def _verify_sessions(dep: Deployment, sessions: list[str] | None, report: VerifyReport,
+                     progress: Progress | None) -> None:
+    """A deployment without files (memory, PostgreSQL): session by session, then, where blobs are
+    shared by the deployment, every blob no session reaches."""
+    scheme = dep.url.split("://", 1)[0] if "://" in dep.url else "sqlite"
+    rows = session_summaries(dep, sessions)
+    blob_cache: dict[str, bool] = {}
+    for i, row in enumerate(rows, 1):
+        loc = CheckedLocation(location=f"{scheme}:{row.session_id}", kind="session", session_id=row.session_id)
+        try:
+            with opened(dep, row.session_id) as store:
+                if hasattr(store, "verify_unreferenced_blobs"):
+                    loc.records, problems = store.verify(blob_cache=blob_cache)
+                else:
+                    loc.records, problems = maintenance(store).verify_session_store(store)
+        except LashStoreError as e:
+            problems = [Problem(location=loc.location, what="session", key=row.session_id, detail=str(e))]
+        _add(report, loc, problems)
+        tick(progress, "verifying", i, len(rows))
+    if sessions is None and scheme in ("postgresql", "postgres"):
+        # Blobs nothing references yet: through a store of the deployment (any will do).
+        store = dep.sessions.open_store(rows[0].session_id) if rows else None
+        if store is None:
+            from ..backends.postgres import PostgresSessionStore
+
+            store = PostgresSessionStore(dep.sessions._db)  # type: ignore[attr-defined]
+        try:
+            loc = CheckedLocation(location=f"{scheme}:blobs", kind="blobs")
+            loc.records, problems = store.verify_unreferenced_blobs(blob_cache)
+            _add(report, loc, problems)
+        finally:
+            store.close()
 
 
 def _add(report: VerifyReport, loc: CheckedLocation, problems: list[Problem]) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import ValidationError
 from ..model.attachments import AttachmentIntent
-from .validate import check_id, check_nonneg_int, check_ref
+from .validate import check_id, check_id_list, check_nonneg_int, check_optional_text, check_ref, check_text
 
 __all__ = ["check_intent", "check_put", "check_ids"]
 
@@ -24,21 +24,16 @@ def check_intent(intent: Any) -> AttachmentIntent:
 def check_put(data: Any, media_type: Any, width: Any, height: Any, label: Any) -> bytes:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValidationError(f"attachment bytes must be bytes, got {type(data).__name__}")
-    if type(media_type) is not str or "/" not in media_type:
+    if type(media_type) is not str or "/" not in check_text(media_type, "media_type"):
         raise ValidationError(f"media_type must look like 'image/png', got {media_type!r}")
     check_nonneg_int(width, "width", optional=True)
     check_nonneg_int(height, "height", optional=True)
-    if label is not None and type(label) is not str:
-        raise ValidationError("label must be a string or None")
+    check_optional_text(label, "label")
     return bytes(data)
 
 
 def check_ids(ids: Any, what: str = "attachment_ids") -> list[str]:
-    if not isinstance(ids, list):
-        raise ValidationError(f"{what} must be a list")
-    for i, a in enumerate(ids):
-        check_id(a, f"{what}[{i}]")
-    return ids
+    return check_id_list(ids, what)
 
 
 def check_attachment_id(attachment_id: Any) -> str:

@@ -28,9 +28,10 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from ..codec import check_json, pack, stable_hash, unpack
+from ..codec import check_json, check_json_as_list, pack, stable_hash, unpack
 from ..errors import CorruptRecord, EffectError, ReplayConflict, ValidationError
 from ..model.effects import EffectErrorInfo, EffectRecord, EffectScope, EffectStatus
+from .validate import check_id
 
 __all__ = [
     "IN_PROGRESS",
@@ -212,7 +213,7 @@ def decide(
 def check_replay_key(replay_key: Any) -> str:
     if type(replay_key) is not str or not replay_key.strip():
         raise ValidationError(f"replay_key_missing: an effect needs a non-blank replay key, got {replay_key!r}")
-    return replay_key
+    return check_id(replay_key, "replay_key")
 
 
 def check_ttl(lease_ttl_ms: Any) -> int:
@@ -252,8 +253,7 @@ def sleep_envelope(duration_ms: int) -> dict[str, Any]:
 
 def encode_outcome(value: Any) -> bytes:
     """msgpack of a JSON-compatible outcome; ValidationError otherwise (the caller releases the row)."""
-    check_json(value, "effect outcome")
-    return pack(value)
+    return pack(check_json_as_list(value, "effect outcome"))
 
 
 def decode_outcome(key: EffectKey, data: Any) -> Any:

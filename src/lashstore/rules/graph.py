@@ -15,7 +15,7 @@ Semantics chosen (the reference left them open, spec W-9/W-10/W-11):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..errors import ValidationError
 from ..model.session import GraphAppend, GraphCommitDelta, GraphNode, GraphReplaceFull
@@ -156,10 +156,7 @@ def repair_leaf(
     return None
 
 
-def tombstone_ids(ids: Iterable[str]) -> list[str]:
-    out = []
-    for i, x in enumerate(ids):
-        if type(x) is not str or not x:
-            raise ValidationError(f"node_ids[{i}] must be a non-empty string")
-        out.append(x)
-    return out
+def tombstone_ids(ids: Any) -> list[str]:
+    from .validate import check_id_list
+
+    return check_id_list(ids, "node_ids")

@@ -29,7 +29,7 @@ from ..model.host_events import (
     TriggerSubscriptionFilter,
     TriggerSubscriptionRecord,
 )
-from .validate import check_id
+from .validate import check_id, check_optional_text, check_text
 
 __all__ = [
     "source_key_for_subscription",
@@ -101,10 +101,8 @@ def check_draft(draft: Any) -> TriggerSubscriptionDraft:
     check_id(draft.session_id, "subscription session_id")
     check_id(draft.source_type, "subscription source_type")
     check_id(draft.source_key, "subscription source_key")
-    if draft.name is not None and type(draft.name) is not str:
-        raise ValidationError(f"subscription name must be a string or None, got {draft.name!r}")
-    if draft.target_identity is not None and type(draft.target_identity) is not str:
-        raise ValidationError(f"subscription target_identity must be a string or None, got {draft.target_identity!r}")
+    check_optional_text(draft.name, "subscription name")
+    check_optional_text(draft.target_identity, "subscription target_identity")
     check_json(draft.source, "subscription source")
     check_json(draft.target, "subscription target")
     return draft
@@ -118,6 +116,7 @@ def check_request(request: Any) -> HostEventOccurrenceRequest:
         value = getattr(request, name)
         if type(value) is not str or not value.strip():
             raise ValidationError(f"host event occurrence requires {name} (a non-blank string), got {value!r}")
+        check_id(value, f"host event occurrence {name}")
     check_json(request.payload, "host event occurrence payload")
     check_json(request.source, "host event occurrence source")
     return request
@@ -135,8 +134,8 @@ def check_filter(flt: Any) -> TriggerSubscriptionFilter:
         if name == "enabled":
             if type(value) is not bool:
                 raise ValidationError(f"filter enabled must be a bool or None, got {value!r}")
-        elif type(value) is not str:
-            raise ValidationError(f"filter {name} must be a string or None, got {value!r}")
+        else:
+            check_text(value, f"filter {name}")
     return flt
 
 

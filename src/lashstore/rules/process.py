@@ -86,7 +86,7 @@ from ..model.process import (
     terminal_replay_key,
 )
 from .selectors import check_selector, render, select, truthy
-from .validate import check_id, check_nonneg_int
+from .validate import check_id, check_id_list, check_nonneg_int, check_optional_text, check_text
 
 __all__ = [
     # validation of event payloads
@@ -282,8 +282,7 @@ def check_scope(scope: Any, what: str) -> ProcessScope:
     if not isinstance(scope, ProcessScope):
         raise ValidationError(f"{what} must be a ProcessScope, got {type(scope).__name__}")
     check_id(scope.session_id, f"{what}.session_id")
-    if scope.agent_frame_id is not None and type(scope.agent_frame_id) is not str:
-        raise ValidationError(f"{what}.agent_frame_id must be a string or None")
+    check_optional_text(scope.agent_frame_id, f"{what}.agent_frame_id")
     return scope
 
 
@@ -293,6 +292,7 @@ def _check_event_type(pid: str, t: Any, i: int, validator: PayloadValidator) -> 
         raise ValidationError(f"{what} must be a ProcessEventType, got {type(t).__name__}")
     if type(t.name) is not str or not t.name.strip():
         raise ValidationError(f"process `{pid}` declares an empty event type name; give every event type a name")
+    check_text(t.name, f"process `{pid}` event type name")
     what = f"process `{pid}` event type `{t.name}`"
     if not isinstance(t.payload_schema, dict):
         raise ValidationError(f"{what}: payload_schema must be a JSON Schema object (a dict; {{}} accepts anything)")
@@ -361,9 +361,7 @@ def prepare_registration(reg: Any, validator: PayloadValidator) -> PreparedRegis
     derive its canonical form and `registration_hash`. Raises ValidationError; writes nothing."""
     if not isinstance(reg, ProcessRegistration):
         raise ValidationError(f"expected a ProcessRegistration, got {type(reg).__name__}")
-    if type(reg.id) is not str or not reg.id.strip():
-        raise ValidationError(f"process id must be a non-empty string, got {reg.id!r}")
-    pid = reg.id
+    pid = check_id(reg.id, "process id")
     # The input is the caller's: any JSON-compatible value (the typed inputs of the reference,
     # ExternalInput and friends, are conveniences that become their tagged dicts).
     raw_input = msgspec.to_builtins(reg.input, builtin_types=(bytes,)) if isinstance(reg.input, _INPUTS) else reg.input
@@ -374,8 +372,7 @@ def prepare_registration(reg: Any, validator: PayloadValidator) -> PreparedRegis
     if not isinstance(prov.owner_scope, ProcessScope) or type(prov.owner_scope.session_id) is not str or not prov.owner_scope.session_id.strip():
         raise ValidationError(f"process `{pid}` owner scope must include a session id")
     check_scope(prov.owner_scope, f"process `{pid}` provenance.owner_scope")
-    if type(prov.host_profile_id) is not str or not prov.host_profile_id.strip():
-        raise ValidationError(f"process `{pid}` host_profile_id must be a non-empty string")
+    check_id(prov.host_profile_id, f"process `{pid}` host_profile_id")
     _check_cause(prov.caused_by, f"process `{pid}` provenance.caused_by")
     if not isinstance(reg.event_types, list):
         raise ValidationError(f"process `{pid}` event_types must be a list of ProcessEventType")
@@ -792,9 +789,7 @@ def check_descriptor(descriptor: Any) -> ProcessHandleDescriptor:
     if not isinstance(descriptor, ProcessHandleDescriptor):
         raise ValidationError(f"expected a ProcessHandleDescriptor, got {type(descriptor).__name__}")
     for name in ("kind", "label"):
-        val = getattr(descriptor, name)
-        if val is not None and type(val) is not str:
-            raise ValidationError(f"descriptor.{name} must be a string or None")
+        check_optional_text(getattr(descriptor, name), f"descriptor.{name}")
     return descriptor
 
 
@@ -810,10 +805,7 @@ def decode_grant(row: GrantRow) -> ProcessHandleGrant:
 def check_transfer(from_scope: Any, to_scope: Any, pids: Any) -> list[str]:
     check_scope(from_scope, "from_scope")
     check_scope(to_scope, "to_scope")
-    if not isinstance(pids, (list, tuple)):
-        raise ValidationError("process_ids must be a list of process ids")
-    for i, p in enumerate(pids):
-        check_id(p, f"process_ids[{i}]")
+    check_id_list(pids, "process_ids")
     if len(set(pids)) != len(pids):
         raise ValidationError("process_ids lists a process twice")
     return list(pids)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..codec import check_json
+from ..codec import check_json, check_text
 from ..errors import ValidationError
 from ..model.session import (
+    ChildRelation,
+    RootRelation,
     GraphAppend,
     GraphNode,
     GraphReplaceFull,
@@ -15,10 +17,17 @@ from ..model.session import (
     RuntimeCommit,
     SessionMeta,
     TokenLedgerEntry,
+    TokenUsage,
 )
 
 __all__ = [
+    "MAX_ID_BYTES",
+    "MAX_TOKENS",
     "check_id",
+    "check_id_list",
+    "check_text",
+    "check_optional_text",
+    "check_token_count",
     "check_optional_id",
     "check_ref",
     "check_nonneg_int",
@@ -32,9 +41,23 @@ __all__ = [
 _HEX = frozenset("0123456789abcdef")
 
 
+#: The longest id (session, node, turn, artifact, batch, process, ...) in UTF-8 bytes. Ids are
+#: index keys; a PostgreSQL index entry holds at most about 2.7 KB, and some keys join three ids.
+MAX_ID_BYTES = 512
+#: The largest token count one usage entry may carry (2**53 - 1, the largest integer every JSON
+#: reader keeps exactly). Totals are summed without overflow however many entries there are.
+MAX_TOKENS = (1 << 53) - 1
+
+
 def check_id(value: Any, what: str) -> str:
+    """An id: a non-blank string of valid Unicode, no NUL, at most MAX_ID_BYTES in UTF-8."""
     if type(value) is not str or not value.strip():
         raise ValidationError(f"{what} must be a non-empty string, got {value!r}")
+    check_text(value, what)
+    if len(value) * 4 > MAX_ID_BYTES and len(value.encode("utf-8")) > MAX_ID_BYTES:
+        raise ValidationError(
+            f"{what} is {len(value.encode('utf-8'))} bytes long in UTF-8; ids are at most {MAX_ID_BYTES} bytes"
+        )
     return value
 
 
@@ -42,6 +65,27 @@ def check_optional_id(value: Any, what: str) -> str | None:
     if value is None:
         return None
     return check_id(value, what)
+
+
+def check_id_list(value: Any, what: str) -> list[str]:
+    """A list (or tuple) of ids. A string is refused, not taken as its characters."""
+    if not isinstance(value, (list, tuple)):
+        raise ValidationError(f"{what} must be a list of ids, got {type(value).__name__}")
+    for i, x in enumerate(value):
+        check_id(x, f"{what}[{i}]")
+    return list(value)
+
+
+def check_optional_text(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    return check_text(value, what)
+
+
+def check_token_count(value: Any, what: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_TOKENS:
+        raise ValidationError(f"{what} must be an integer from 0 to {MAX_TOKENS} (2**53 - 1), got {value!r}")
+    return value
 
 
 def check_ref(value: Any, what: str) -> str | None:
@@ -68,8 +112,7 @@ def check_node(node: Any, what: str) -> GraphNode:
         if node.parent_node_id == node.node_id:
             raise ValidationError(f"{what}: node {node.node_id!r} cannot be its own parent")
     check_optional_id(node.agent_frame_id, f"{what}.agent_frame_id")
-    if type(node.timestamp) is not str:
-        raise ValidationError(f"{what}.timestamp must be a string")
+    check_text(node.timestamp, f"{what}.timestamp")
     check_json(node.payload, f"{what}.payload")
     check_json(node.caused_by, f"{what}.caused_by")
     return node
@@ -97,12 +140,24 @@ def check_usage(entries: Any, what: str = "usage_deltas") -> list[TokenLedgerEnt
         w = f"{what}[{i}]"
         if not isinstance(e, TokenLedgerEntry):
             raise ValidationError(f"{w} must be a TokenLedgerEntry")
-        if type(e.source) is not str or type(e.model) is not str:
-            raise ValidationError(f"{w}: source and model must be strings")
+        check_text(e.source, f"{w}.source")
+        check_text(e.model, f"{w}.model")
         u = e.usage
+        if not isinstance(u, TokenUsage):
+            raise ValidationError(f"{w}.usage must be a TokenUsage")
         for name in ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens"):
-            check_nonneg_int(getattr(u, name), f"{w}.usage.{name}")
+            check_token_count(getattr(u, name), f"{w}.usage.{name}")
     return entries
+
+
+def check_relation(relation: Any, what: str = "relation") -> Any:
+    if isinstance(relation, RootRelation):
+        return relation
+    if not isinstance(relation, ChildRelation):
+        raise ValidationError(f"{what} must be RootRelation or ChildRelation, got {type(relation).__name__}")
+    check_id(relation.parent_session_id, f"{what}.parent_session_id")
+    check_json(relation.caused_by, f"{what}.caused_by")
+    return relation
 
 
 def check_meta(meta: Any) -> SessionMeta:
@@ -110,10 +165,9 @@ def check_meta(meta: Any) -> SessionMeta:
         raise ValidationError("meta must be a SessionMeta")
     check_id(meta.session_id, "meta.session_id")
     for name in ("session_name", "created_at", "model"):
-        if type(getattr(meta, name)) is not str:
-            raise ValidationError(f"meta.{name} must be a string")
-    if meta.cwd is not None and type(meta.cwd) is not str:
-        raise ValidationError("meta.cwd must be a string or None")
+        check_text(getattr(meta, name), f"meta.{name}")
+    check_optional_text(meta.cwd, "meta.cwd")
+    check_relation(meta.relation, "meta.relation")
     return meta
 
 
@@ -127,8 +181,7 @@ def check_commit(commit: Any) -> RuntimeCommit:
     if not isinstance(commit.agent_frames, list):
         raise ValidationError("commit.agent_frames must be a list")
     check_json(commit.agent_frames, "commit.agent_frames")
-    if type(commit.current_agent_frame_id) is not str:
-        raise ValidationError("commit.current_agent_frame_id must be a string")
+    check_text(commit.current_agent_frame_id, "commit.current_agent_frame_id")
     check_checkpoint(commit.checkpoint, "commit.checkpoint")
     check_usage(commit.usage_deltas, "commit.usage_deltas")
     g = commit.graph

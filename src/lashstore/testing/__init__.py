@@ -28,6 +28,7 @@ from .process_suite import (
     memory_process_harness,
     sqlite_process_harness,
 )
+from .integrity_suite import INTEGRITY_SCENARIOS
 from .queue_suite import QUEUE_REOPEN_SCENARIOS, QUEUE_SCENARIOS
 from .session_suite import ALL_SCENARIOS, REOPEN_SCENARIOS, SESSION_SCENARIOS, run_session_suite
 
@@ -39,6 +40,7 @@ __all__ = [
     "REOPEN_SCENARIOS",
     "ALL_SCENARIOS",
     "run_session_suite",
+    "INTEGRITY_SCENARIOS",
     "QUEUE_SCENARIOS",
     "QUEUE_REOPEN_SCENARIOS",
     "ProcessHarness",

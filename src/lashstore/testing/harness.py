@@ -46,6 +46,9 @@ class SessionHarness:
     open_store: Callable[[StoreOptions | None], SessionStore]
     open_factory: Callable[[], SessionStoreFactory]
     reopen_store: Callable[[SessionStore], SessionStore] | None = None
+    #: reopen_factory(factory): a second, independent factory on the same storage (a second
+    #: `lashstore.open` of the same URL); for an in-process backend, the factory itself.
+    reopen_factory: Callable[[SessionStoreFactory], SessionStoreFactory] | None = None
     _opened: list[Any] = dataclasses.field(default_factory=list, repr=False)
 
     @property
@@ -69,6 +72,15 @@ class SessionHarness:
         self._opened.append(factory)
         return factory
 
+    def again(self, factory: SessionStoreFactory) -> SessionStoreFactory:
+        """A second factory on `factory`'s storage (see `reopen_factory`)."""
+        if self.reopen_factory is None:
+            return factory
+        other = self.reopen_factory(factory)
+        if other is not factory:
+            self._opened.append(other)
+        return other
+
     def close(self) -> None:
         """Close every store and factory handed out, newest first."""
         opened, self._opened = self._opened, []
@@ -86,6 +98,7 @@ def memory_harness() -> SessionHarness:
         open_store=lambda options: MemorySessionStore(options=options),
         open_factory=lambda: MemorySessionStoreFactory(),
         reopen_store=None,
+        reopen_factory=lambda factory: factory,
     )
 
 
@@ -105,10 +118,14 @@ def sqlite_harness(directory: str | Path) -> SessionHarness:
     def reopen_store(store: SessionStore) -> SessionStore:
         return SqliteSessionStore(store.path, options=store.options)  # type: ignore[attr-defined]
 
+    def reopen_factory(factory: SessionStoreFactory) -> SessionStoreFactory:
+        return SqliteSessionStoreFactory(factory.root, factory.options)  # type: ignore[attr-defined]
+
     return SessionHarness(
         name="sqlite",
         expected_tier=DurabilityTier.DURABLE,
         open_store=open_store,
         open_factory=open_factory,
         reopen_store=reopen_store,
+        reopen_factory=reopen_factory,
     )

@@ -110,12 +110,16 @@ def postgres_harness(url: str) -> SessionHarness:
     def reopen_store(store: Any) -> Any:
         return PostgresSessionStore(url, options=store.options, schema=store.schema)
 
+    def reopen_factory(factory: Any) -> Any:
+        return PostgresSessionStoreFactory(url, options=factory.options, schema=factory._db.schema)
+
     return SessionHarness(
         name="postgres",
         expected_tier=DurabilityTier.DURABLE,
         open_store=open_store,
         open_factory=open_factory,
         reopen_store=reopen_store,
+        reopen_factory=reopen_factory,
     )
 
 

@@ -664,7 +664,7 @@ def p02_external_ref_is_set_once(h: ProcessHarness) -> None:
     ref = ProcessExternalRef("worker", "job-1", {"queue": ["a", "b"]})
     first = r.set_external_ref("proc-ext", ref)
     clock.advance(500)
-    same = r.set_external_ref("proc-ext", ProcessExternalRef("worker", "job-1", {"queue": ("a", "b")}))
+    same = r.set_external_ref("proc-ext", ProcessExternalRef("worker", "job-1", {"queue": ["a", "b"]}))
     assert same == first and same.updated_at_ms == first.updated_at_ms
     raises(ReplayConflict, lambda: r.set_external_ref("proc-ext", ProcessExternalRef("worker", "job-2")), "set once")
     got = r.get_process("proc-ext")

@@ -13,6 +13,7 @@ The queued-work and attachment half of C19 is `queue_suite.c19b_queue_and_manife
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import math
 import threading
@@ -1125,11 +1126,21 @@ def bad_input_non_json_payloads_are_refused(h: SessionHarness) -> None:
         "put_checkpoint with NaN",
     )
     assert blob_count(store) == before_blobs
-    # Values that are JSON-compatible are accepted: bytes anywhere, tuples as lists, str enums.
-    ok = runtime_commit("root", tool_state={"raw": b"\x00\xff", "pair": (1, 2), "tier": BlobKind.TOOL_STATE})
+    # Only what reads back equal in value and type is accepted: a tuple would come back a list,
+    # a str enum a plain str, a bytearray bytes.
+    for what, value in (("tuple", (1, 2)), ("str enum", BlobKind.TOOL_STATE), ("bytearray", bytearray(b"x")),
+                        ("int subclass", BlobKindInt.ONE)):
+        refused(ValidationError, lambda value=value: store.commit_runtime_state(
+            runtime_commit("root", tool_state={"v": value})), store, what)
+    assert store.load_session() is None
+    ok = runtime_commit("root", tool_state={"raw": b"\x00\xff", "pair": [1, 2], "tier": "tool_state"})
     store.commit_runtime_state(ok)
     cp = _must_read(store).checkpoint
     assert cp is not None and cp.tool_state == {"raw": b"\x00\xff", "pair": [1, 2], "tier": "tool_state"}
+
+
+class BlobKindInt(enum.IntEnum):
+    ONE = 1
 
 
 def bad_input_graph_parent_must_exist(h: SessionHarness) -> None:

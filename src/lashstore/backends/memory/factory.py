@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime
 import threading
 
 from ...errors import SessionNotFound
-from ...model.session import DurabilityTier, RootRelation, SessionMeta, SessionRelation, SessionSummary
+from ...model.session import DurabilityTier, SessionRelation, SessionSummary
 from ...options import StoreOptions
 from ...rules import validate as v
+from ..common import new_session_meta
 from .store import MemoryFile, MemorySessionStore
 
 __all__ = ["MemorySessionStoreFactory"]
@@ -33,21 +33,12 @@ class MemorySessionStoreFactory:
         session_name: str | None = None,
     ) -> MemorySessionStore:
         v.check_id(session_id, "session_id")
+        meta = new_session_meta(session_id, model=model, relation=relation, cwd=cwd, session_name=session_name)
         with self._lock:
             f = self._files.setdefault(session_id, MemoryFile())
         store = MemorySessionStore(session_id=session_id, options=self.options, file=f)
         if store.load_session_meta() is None:
-            now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-            store.save_session_meta(
-                SessionMeta(
-                    session_id=session_id,
-                    session_name=session_name if session_name is not None else session_id,
-                    created_at=now,
-                    model=model,
-                    cwd=cwd,
-                    relation=relation if relation is not None else RootRelation(),
-                )
-            )
+            store.save_session_meta(meta)
         return store
 
     def has_session(self, session_id: str) -> bool:
@@ -66,7 +57,12 @@ class MemorySessionStoreFactory:
     def delete_session(self, session_id: str) -> bool:
         v.check_id(session_id, "session_id")
         with self._lock:
-            return self._files.pop(session_id, None) is not None
+            f = self._files.pop(session_id, None)
+        if f is None:
+            return False
+        with f.lock:  # after every operation in flight; each later one refuses
+            f.deleted = True
+        return True
 
     def list_sessions(self) -> list[SessionSummary]:
         with self._lock:

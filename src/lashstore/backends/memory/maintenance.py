@@ -31,6 +31,7 @@ from ...model.maintenance import (
 )
 from ...model.queue import BatchState, DeliveryPolicy, SlotPolicy
 from ...model.session import GcReport, GraphNode, SessionMeta, TokenLedgerEntry, TokenUsage
+from ...rules.usage import plan_usage_fold
 from ...rules import maintenance as rules
 from ...rules import validate as v
 from ..common import (
@@ -205,33 +206,27 @@ def compact_usage(store: Any, *, dry_run: bool = False, session_id: str | None =
         sid = _sid(store, session_id)
         if sid is None:
             return 0
-        out: list[tuple[int, str, TokenLedgerEntry]] = []
-        first: dict[tuple[str, str], int] = {}
-        removed = 0
-        for seq, s, e in f.usage:
-            if s != sid:
-                out.append((seq, s, e))
-                continue
-            u = e.usage
-            if u.is_empty():
-                removed += 1
-                continue
-            at = first.get((e.source, e.model))
-            if at is None:
-                first[(e.source, e.model)] = len(out)
-                out.append((seq, s, TokenLedgerEntry(e.source, e.model, TokenUsage(
-                    input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-                    cached_input_tokens=u.cached_input_tokens, reasoning_tokens=u.reasoning_tokens))))
-            else:
-                acc = out[at][2].usage
-                acc.input_tokens += u.input_tokens
-                acc.output_tokens += u.output_tokens
-                acc.cached_input_tokens += u.cached_input_tokens
-                acc.reasoning_tokens += u.reasoning_tokens
-                removed += 1
-        if not dry_run and removed:
+        mine = [(i, u[2]) for i, u in enumerate(f.usage) if u[1] == sid]
+        doomed, updates = plan_usage_fold(
+            (i, e.source, e.model, e.usage.input_tokens, e.usage.output_tokens, e.usage.cached_input_tokens,
+             e.usage.reasoning_tokens)
+            for i, e in mine
+        )
+        if not dry_run and doomed:
+            gone = set(doomed)
+            out: list[tuple[int, str, TokenLedgerEntry, int, int, int]] = []
+            for i, row in enumerate(f.usage):
+                if i in gone:
+                    continue
+                if i in updates:
+                    e = row[2]
+                    c_in, c_out, c_cached, c_reason = updates[i]
+                    row = (row[0], row[1], TokenLedgerEntry(e.source, e.model, TokenUsage(
+                        input_tokens=c_in, output_tokens=c_out, cached_input_tokens=c_cached,
+                        reasoning_tokens=c_reason)), *row[3:])
+                out.append(row)
             f.usage = out
-        return removed
+        return len(doomed)
 
 
 # -- garbage collection -------------------------------------------------------------------------
@@ -316,7 +311,7 @@ def verify_session_store(store: Any) -> tuple[int, list[Problem]]:
             run("queued-work batch", b.batch_id, _check_batch_enums, b.state, b.delivery_policy, b.slot_policy)
             for item_id, payload in b.items:
                 run("queued-work item", item_id, decode_payload, item_id, payload)
-        for (ns, name), ref in f.artifacts.items():
+        for (ns, name), (ref, _) in f.artifacts.items():
             records += 1
             if ref not in good:
                 add("artifact", f"{ns}/{name}", f"its blob {ref} is missing or damaged")
@@ -370,14 +365,18 @@ def dump_session(store: Any, session_id: str | None = None) -> SessionDump:
         dump.usage = [
             DumpUsage(source=e.source, model=e.model, usage=TokenUsage(
                 input_tokens=e.usage.input_tokens, output_tokens=e.usage.output_tokens,
-                cached_input_tokens=e.usage.cached_input_tokens, reasoning_tokens=e.usage.reasoning_tokens))
-            for _, s, e in f.usage if s == sid
+                cached_input_tokens=e.usage.cached_input_tokens, reasoning_tokens=e.usage.reasoning_tokens),
+                revision=rev, idx=idx, created_at_ms=at)
+            for _, s, e, rev, idx, at in f.usage if s == sid
         ]
-        dump.turns = [
-            DumpTurn(turn_id=tid, turn_commit_hash=entry[0], result=decode_result(f"{sid}/{tid}", entry[1]),
-                     committed_at_ms=_stamp_time(entry))
-            for (s, tid), entry in f.turn_commits.items() if s == sid
-        ]
+        dump.turns = sorted(
+            (
+                DumpTurn(turn_id=tid, turn_commit_hash=entry[0], result=decode_result(f"{sid}/{tid}", entry[1]),
+                         committed_at_ms=_stamp_time(entry))
+                for (s, tid), entry in f.turn_commits.items() if s == sid
+            ),
+            key=lambda t: (t.committed_at_ms or 0, t.turn_id),  # the SQL backends' order
+        )
         dump.batches = [
             DumpBatch(
                 batch_id=b.batch_id, enqueue_seq=b.seq, source_key=b.source_key, state=b.state,
@@ -402,7 +401,8 @@ def dump_session(store: Any, session_id: str | None = None) -> SessionDump:
             for _, a, r in rows
         ]
         wanted += [a.attachment_id for a in dump.attachments if a.media_type is not None]
-        dump.artifacts = [DumpArtifact(namespace=ns, name=n, blob_ref=ref) for (ns, n), ref in sorted(f.artifacts.items())]
+        dump.artifacts = [DumpArtifact(namespace=ns, name=n, blob_ref=ref, created_at_ms=at)
+                          for (ns, n), (ref, at) in sorted(f.artifacts.items())]
         wanted += [a.blob_ref for a in dump.artifacts]
         for ref in dict.fromkeys(wanted):
             entry = f.blobs.get(ref)
@@ -480,10 +480,12 @@ def load_session_dump(store: Any, dump: SessionDump) -> int | None:
         if h is not None:
             f.heads[sid] = _Head(revision, h.checkpoint_ref, h.leaf_node_id, h.node_count, h.updated_at_ms,
                                  pack(HeadBody(h.config, h.agent_frames, h.current_agent_frame_id)))
-        for u in dump.usage:
+        for i, u in enumerate(dump.usage):
             f.usage.append((next(f.seq), sid, TokenLedgerEntry(u.source, u.model, TokenUsage(
                 input_tokens=u.usage.input_tokens, output_tokens=u.usage.output_tokens,
-                cached_input_tokens=u.usage.cached_input_tokens, reasoning_tokens=u.usage.reasoning_tokens))))
+                cached_input_tokens=u.usage.cached_input_tokens, reasoning_tokens=u.usage.reasoning_tokens)),
+                u.revision if u.revision is not None else 0, u.idx if u.idx is not None else i,
+                u.created_at_ms if u.created_at_ms is not None else now))
         for t in dump.turns:
             entry: tuple = (t.turn_commit_hash, pack(t.result))
             f.turn_commits[(sid, t.turn_id)] = entry if t.committed_at_ms is None else (*entry, t.committed_at_ms)
@@ -512,7 +514,7 @@ def load_session_dump(store: Any, dump: SessionDump) -> int | None:
                                       width=a.width, height=a.height, label=a.label)
             f.manifest[(sid, a.attachment_id)] = ManifestRow(a.canonical_uri, a.intent_at_ms, a.committed_at_ms, meta)
         for a in dump.artifacts:
-            f.artifacts[(a.namespace, a.name)] = a.blob_ref
+            f.artifacts[(a.namespace, a.name)] = (a.blob_ref, a.created_at_ms if a.created_at_ms is not None else now)
         store._bound_cache = sid
     return revision
 

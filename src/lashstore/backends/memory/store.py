@@ -7,14 +7,16 @@ record encoded (so nothing the caller mutates later leaks in), and reports the d
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 from ...codec import check_json, pack, pack_canonical
-from ...errors import CorruptRecord, SessionBindingMismatch, StoreClosed, ValidationError
+from ...errors import CorruptRecord, SessionBindingMismatch, SessionDeleted, StoreClosed, ValidationError
 from ...model.blobs import BlobDescriptor, BlobInfo, BlobKind, Compression
 from ...model.session import (
     DurabilityTier,
@@ -93,15 +95,18 @@ class MemoryFile:
     blobs: dict[str, tuple[PreparedBlob, int]] = field(default_factory=dict)
     heads: dict[str, _Head] = field(default_factory=dict)
     nodes: dict[str, dict[str, _Node]] = field(default_factory=dict)  # session -> id -> node
-    usage: list[tuple[int, str, TokenLedgerEntry]] = field(default_factory=list)
+    #: (seq, session, entry, head revision, index in the commit, created at ms)
+    usage: list[tuple[int, str, TokenLedgerEntry, int, int, int]] = field(default_factory=list)
     turn_commits: dict[tuple[str, str], tuple[str, bytes, int]] = field(default_factory=dict)
     meta: dict[str, tuple[SessionMeta, bytes]] = field(default_factory=dict)
-    artifacts: dict[tuple[str, str], str] = field(default_factory=dict)
+    artifacts: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)  # -> (blob ref, created)
     seq: itertools.count = field(default_factory=lambda: itertools.count(1))
     batches: dict[str, BatchRow] = field(default_factory=dict)  # insertion order = enqueue order
     source_keys: dict[tuple[str, str], str] = field(default_factory=dict)
     queue_seq: itertools.count = field(default_factory=lambda: itertools.count(1))
     manifest: dict[tuple[str, str], ManifestRow] = field(default_factory=dict)
+    #: set (under `lock`) when the factory deletes the session: every handle refuses from then on
+    deleted: bool = False
 
 
 class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin, MemoryMaintenanceMixin):
@@ -142,10 +147,14 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin, MemoryMaintena
     def closed(self) -> bool:
         return self._closed
 
-    def _lock(self) -> threading.RLock:
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
         if self._closed:
             raise StoreClosed("memory session store is closed")
-        return self._f.lock
+        with self._f.lock:
+            if self._f.deleted:
+                raise SessionDeleted(self._fixed or "?")
+            yield
 
     def durability_tier(self) -> DurabilityTier:
         return DurabilityTier.INLINE
@@ -261,16 +270,19 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin, MemoryMaintena
             raise ValidationError(f"artifact content must be bytes, got {type(content).__name__}")
         b = prepare_blob(bytes(content), BlobDescriptor.artifact(), self._profile, self._level)
         with self._lock():
-            self._insert_blobs([b], self._clock.now_ms())
-            self._f.artifacts[(namespace, name)] = b.ref
+            now = self._clock.now_ms()
+            self._insert_blobs([b], now)
+            old = self._f.artifacts.get((namespace, name))
+            self._f.artifacts[(namespace, name)] = (b.ref, now if old is None else old[1])
         return b.ref
 
     def get_artifact(self, name: str, *, namespace: str = "default") -> bytes | None:
         v.check_id(name, "name")
         with self._lock():
-            ref = self._f.artifacts.get((namespace, name))
-            if ref is None:
+            entry = self._f.artifacts.get((namespace, name))
+            if entry is None:
                 return None
+            ref = entry[0]
             data = self._load_blob(ref)
         if data is None:
             raise CorruptRecord("artifact", f"{namespace}/{name}", f"its blob {ref} is missing")
@@ -284,7 +296,7 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin, MemoryMaintena
         with self._lock():
             return sorted(
                 (ns, name, ref)
-                for (ns, name), ref in self._f.artifacts.items()
+                for (ns, name), (ref, _) in self._f.artifacts.items()
                 if namespace is None or ns == namespace
             )
 
@@ -373,7 +385,7 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin, MemoryMaintena
         return get
 
     def _usage(self, sid: str) -> list[TokenLedgerEntry]:
-        return merge_ledger(e for _, s, e in self._f.usage if s == sid)
+        return merge_ledger(u[2] for u in self._f.usage if u[1] == sid)
 
     def load_usage(self) -> list[TokenLedgerEntry]:
         with self._lock():
@@ -446,24 +458,12 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin, MemoryMaintena
         self._check_attachments(commit)
         # Every check passed: apply (nothing below can fail).
         self._insert_blobs(prepared.blobs, now)
-        for e in commit.usage_deltas:
+        for i, e in enumerate(commit.usage_deltas):
             u = e.usage
-            f.usage.append(
-                (
-                    next(f.seq),
-                    sid,
-                    TokenLedgerEntry(
-                        e.source,
-                        e.model,
-                        TokenUsage(
-                            input_tokens=u.input_tokens,
-                            output_tokens=u.output_tokens,
-                            cached_input_tokens=u.cached_input_tokens,
-                            reasoning_tokens=u.reasoning_tokens,
-                        ),
-                    ),
-                )
-            )
+            entry = TokenLedgerEntry(e.source, e.model, TokenUsage(
+                input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+                cached_input_tokens=u.cached_input_tokens, reasoning_tokens=u.reasoning_tokens))
+            f.usage.append((next(f.seq), sid, entry, next_rev, i, now))
         if plan.replace:
             nodes = {}
         else:
@@ -539,7 +539,7 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin, MemoryMaintena
                 decode_head_body(sid, h.body)
                 if h.checkpoint_ref is not None:
                     checkpoint_roots.append(h.checkpoint_ref)
-            other_roots = list(f.artifacts.values())
+            other_roots = [ref for ref, _ in f.artifacts.values()]
             other_roots += list(dict.fromkeys(a for _, a in f.manifest))
 
             def load_manifest(ref: str):

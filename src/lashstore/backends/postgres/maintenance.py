@@ -52,7 +52,10 @@ from ...model.queue import BatchState, DeliveryPolicy, SlotPolicy
 from ...model.session import GcReport, GraphNode, SessionMeta, TokenUsage
 from ...rules import maintenance as rules
 from ...rules import validate as v
+from ...rules.usage import plan_usage_fold
 from ..common import (
+    META_COLUMNS,
+    meta_from_row,
     HeadBody,
     check_stored_blob,
     decode_manifest,
@@ -286,22 +289,7 @@ def compact_usage(store: Any, *, dry_run: bool = False, session_id: str | None =
             "reasoning_tokens FROM usage_deltas WHERE session_id = %s ORDER BY head_revision, idx",
             (sid,),
         )
-        first: dict[tuple[str, str], list[Any]] = {}
-        doomed: list[tuple[int, int]] = []
-        for rev, idx, source, model, i, o, ca, r in rows:
-            if i + o + ca + r == 0:
-                doomed.append((rev, idx))
-                continue
-            acc = first.get((source, model))
-            if acc is None:
-                first[(source, model)] = [rev, idx, i, o, ca, r, False]
-            else:
-                acc[2] += i
-                acc[3] += o
-                acc[4] += ca
-                acc[5] += r
-                acc[6] = True
-                doomed.append((rev, idx))
+        doomed, updates = plan_usage_fold(((rev, idx), *rest) for rev, idx, *rest in rows)
         if dry_run or not doomed:
             return len(doomed)
         t.many(
@@ -311,7 +299,7 @@ def compact_usage(store: Any, *, dry_run: bool = False, session_id: str | None =
         t.many(
             "UPDATE usage_deltas SET input_tokens = %s, output_tokens = %s, cached_input_tokens = %s, "
             "reasoning_tokens = %s WHERE session_id = %s AND head_revision = %s AND idx = %s",
-            [(a[2], a[3], a[4], a[5], sid, a[0], a[1]) for a in first.values() if a[6]],
+            [(*counts, sid, rev, idx) for (rev, idx), counts in updates.items()],
         )
         return len(doomed)
 
@@ -388,14 +376,18 @@ def _check_batch_enums(state: str, dp: str, sp: str) -> None:
 
 
 def verify_session_store(
-    store: Any, session_id: str | None = None, *, all_blobs: bool = False
+    store: Any, session_id: str | None = None, *, all_blobs: bool = False, blob_cache: dict[str, bool] | None = None
 ) -> tuple[int, list[Problem]]:
     """(records checked, problems) of the session, read in one snapshot: every blob the session
     reaches checked against its sha256 after inflating (`all_blobs`: every blob of the schema),
     every head, graph node, turn result, meta, queued-work batch and item decoded, the head's
     checkpoint hydrated (its snapshots present and intact), every artifact's and attachment's
-    bytes present and intact. Nothing is changed."""
+    bytes present and intact. Nothing is changed.
+
+    `blob_cache` (ref -> intact), shared across the sessions of one verify run: blobs are shared
+    by the deployment, so each is checked once (and a damaged one reported once)."""
     location = f"postgresql:{store.schema}"
+    cache: dict[str, bool] = {} if blob_cache is None else blob_cache
 
     def tx(t: Tx) -> _Checker:
         sid = _sid(store, t, session_id)
@@ -411,6 +403,11 @@ def verify_session_store(
                 rows = t.all("SELECT hash, kind, compression, raw_size, content FROM blobs ORDER BY hash")
             else:
                 refs = [r for r in dict.fromkeys(refs) if r not in checked]
+                for r in [r for r in refs if r in cache]:
+                    checked.add(r)
+                    if cache[r]:
+                        good.add(r)
+                refs = [r for r in refs if r not in cache]
                 if not refs:
                     return
                 rows = t.all(
@@ -419,7 +416,9 @@ def verify_session_store(
                 )
             for ref, kind, comp, size, content in rows:
                 checked.add(ref)
-                if chk.run("blob", ref, check_stored_blob, ref, kind, comp, size, content) is not None:
+                ok = chk.run("blob", ref, check_stored_blob, ref, kind, comp, size, content) is not None
+                cache[ref] = ok
+                if ok:
                     good.add(ref)
 
         def load(ref: str) -> bytes | None:
@@ -507,6 +506,23 @@ def verify_session_store(
     return chk.records, chk.problems
 
 
+def verify_unreferenced_blobs(store: Any, blob_cache: dict[str, bool], batch: int = 64) -> tuple[int, list[Problem]]:
+    """Check every blob of the deployment that no session's check reached (`blob_cache` holds
+    those), a batch at a time so memory stays bounded: a damaged blob nothing references yet
+    (put for a commit to come) is found too."""
+    chk = _Checker(f"postgresql:{store.schema}")
+    refs = [r for (r,) in store._read(lambda t: t.all("SELECT hash FROM blobs ORDER BY hash"), "verify blobs")
+            if r not in blob_cache]
+    for i in range(0, len(refs), batch):
+        part = refs[i:i + batch]
+        rows = store._read(lambda t: t.all(
+            "SELECT hash, kind, compression, raw_size, content FROM blobs WHERE hash = ANY(%s) ORDER BY hash", (part,)
+        ), "verify blobs")
+        for ref, kind, comp, size, content in rows:
+            blob_cache[ref] = chk.run("blob", ref, check_stored_blob, ref, kind, comp, size, content) is not None
+    return chk.records, chk.problems
+
+
 def _verify_checkpoint(chk: _Checker, sid: str, ref: str, load: Any) -> None:
     chk.records += 1
     try:
@@ -524,13 +540,12 @@ def _verify_checkpoint(chk: _Checker, sid: str, ref: str, load: Any) -> None:
 
 def _meta(t: Tx, sid: str) -> SessionMeta | None:
     row = t.one(
-        "SELECT session_id, session_name, created_at, model, cwd, relation FROM session_meta WHERE session_id = %s",
+        f"SELECT {META_COLUMNS} FROM session_meta WHERE session_id = %s",
         (sid,),
     )
     if row is None:
         return None
-    return SessionMeta(session_id=row[0], session_name=row[1], created_at=row[2], model=row[3], cwd=row[4],
-                       relation=decode_relation(row[0], row[5]))
+    return meta_from_row(row)
 
 
 def _blob(t: Tx, ref: str) -> bytes | None:
@@ -871,8 +886,11 @@ class PostgresMaintenanceMixin:
     def shrink(self) -> tuple[int, int, bool]:
         return shrink(self)
 
-    def verify(self) -> tuple[int, list[Problem]]:
-        return verify_session_store(self)
+    def verify(self, *, blob_cache: dict[str, bool] | None = None) -> tuple[int, list[Problem]]:
+        return verify_session_store(self, blob_cache=blob_cache)
+
+    def verify_unreferenced_blobs(self, blob_cache: dict[str, bool]) -> tuple[int, list[Problem]]:
+        return verify_unreferenced_blobs(self, blob_cache)
 
     def dump_session(self) -> SessionDump:
         return dump_session(self)

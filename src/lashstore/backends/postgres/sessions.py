@@ -23,6 +23,7 @@ from ...errors import (
     HeadRevisionConflict,
     LashStoreError,
     SessionBindingMismatch,
+    SessionDeleted,
     SessionNotFound,
     StoreBusy,
     StoreClosed,
@@ -35,7 +36,6 @@ from ...model.session import (
     GraphNode,
     HydratedSessionCheckpoint,
     PersistedSessionRead,
-    RootRelation,
     RuntimeCommit,
     RuntimeCommitResult,
     SessionHeadMeta,
@@ -56,16 +56,19 @@ from ...rules import validate as v
 from ...rules.gc import mark_reachable
 from ...rules.picker import Summariser, summarise
 from ..common import (
+    HEAD_COLUMNS,
+    new_session_meta,
+    META_COLUMNS,
+    meta_from_row,
+    head_meta,
     assemble_session_read,
     check_scope,
     HeadBody,
     PreparedBlob,
     check_passthrough,
     check_stored_blob,
-    decode_head_body,
     decode_manifest,
     decode_node,
-    decode_relation,
     decode_result,
     decode_typed,
     hydrate,
@@ -90,7 +93,7 @@ _INSERT_BLOB = (
     "INSERT INTO blobs (hash, kind, compression, raw_size, created_at_ms, content) "
     "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (hash) DO UPDATE SET created_at_ms = excluded.created_at_ms"
 )
-_HEAD_COLS = "session_id, head_revision, checkpoint_ref, leaf_node_id, node_count, updated_at_ms, body"
+_HEAD_COLS = HEAD_COLUMNS
 
 
 class _ReusedNodeId(Exception):
@@ -179,6 +182,9 @@ class PostgresSessionStore(PostgresQueueMixin, PostgresAttachmentMixin, Postgres
         self.last_gc_error: BaseException | None = None
         # Artifacts belong to the session the store was opened for ("" without one).
         self._artifact_owner = session_id or ""
+        # Set by the factory, which opens only sessions that have a meta row: once that row is
+        # gone, the session was deleted (by any handle, any process) and this handle refuses.
+        self._expects_meta = False
 
     # -- plumbing ------------------------------------------------------------------------------
     def __enter__(self) -> "PostgresSessionStore":
@@ -429,19 +435,12 @@ class PostgresSessionStore(PostgresQueueMixin, PostgresAttachmentMixin, Postgres
         if sid is None:
             return None
         row = t.one(
-            "SELECT session_id, session_name, created_at, model, cwd, relation FROM session_meta WHERE session_id = %s",
+            f"SELECT {META_COLUMNS} FROM session_meta WHERE session_id = %s",
             (sid,),
         )
         if row is None:
             return None
-        return SessionMeta(
-            session_id=row[0],
-            session_name=row[1],
-            created_at=row[2],
-            model=row[3],
-            cwd=row[4],
-            relation=decode_relation(row[0], row[5]),
-        )
+        return meta_from_row(row)
 
     def load_session_meta(self) -> SessionMeta | None:
         return self._read(self._load_meta, "load session meta")
@@ -471,31 +470,20 @@ class PostgresSessionStore(PostgresQueueMixin, PostgresAttachmentMixin, Postgres
     def _head_row(t: Tx, sid: str) -> tuple | None:
         return t.one(f"SELECT {_HEAD_COLS} FROM session_head WHERE session_id = %s", (sid,))
 
-    @staticmethod
-    def _head_meta(row: tuple) -> SessionHeadMeta:
-        body = decode_head_body(row[0], row[6])
-        ref = row[2]
-        if ref is not None:
-            try:
-                v.check_ref(ref, "checkpoint_ref")
-            except ValidationError as e:
-                raise CorruptRecord("session head", row[0], str(e)) from None
-        return SessionHeadMeta(
-            session_id=row[0],
-            head_revision=row[1],
-            config=body.config,
-            agent_frames=body.agent_frames,
-            current_agent_frame_id=body.current_agent_frame_id,
-            checkpoint_ref=ref,
-            leaf_node_id=row[3],
-            graph_node_count=row[4],
-            updated_at_ms=row[5],
-        )
+    _head_meta = staticmethod(head_meta)
+
+    def _check_not_deleted(self, t: Tx, sid: str) -> None:
+        """On the path where the session's head is missing: a deleted session, or a new one."""
+        if self._expects_meta and t.one("SELECT 1 FROM session_meta WHERE session_id = %s", (sid,)) is None:
+            raise SessionDeleted(sid)
 
     def load_head(self) -> SessionHeadMeta | None:
         def tx(t: Tx) -> tuple | None:
             sid = self._bound(t)
-            return None if sid is None else self._head_row(t, sid)
+            row = None if sid is None else self._head_row(t, sid)
+            if row is None and sid is not None:
+                self._check_not_deleted(t, sid)
+            return row
 
         row = self._read(tx, "load head")
         return None if row is None else self._head_meta(row)
@@ -564,6 +552,8 @@ class PostgresSessionStore(PostgresQueueMixin, PostgresAttachmentMixin, Postgres
             sid = self._bound(t)
             row = None if sid is None else self._head_row(t, sid)
             if row is None:
+                if sid is not None:
+                    self._check_not_deleted(t, sid)
                 return None
             return assemble_session_read(
                 scope,
@@ -628,6 +618,7 @@ class PostgresSessionStore(PostgresQueueMixin, PostgresAttachmentMixin, Postgres
         )
         if row is None:
             t.lock("session", sid)
+            self._check_not_deleted(t, sid)
             row = t.one(
                 f"SELECT head_revision, node_count, leaf_node_id, {NOW_MS} FROM session_head "
                 "WHERE session_id = %s FOR UPDATE",
@@ -919,6 +910,7 @@ class PostgresSessionStoreFactory:
 
     def _open_store(self, session_id: str) -> PostgresSessionStore:
         store = PostgresSessionStore(self._db, session_id=session_id, options=self.options)
+        store._expects_meta = True
         with self._lock:
             self._open.add(store)
         return store
@@ -933,19 +925,11 @@ class PostgresSessionStoreFactory:
         session_name: str | None = None,
     ) -> PostgresSessionStore:
         v.check_id(session_id, "session_id")
+        meta = new_session_meta(session_id, model=model, relation=relation, cwd=cwd, session_name=session_name)
         store = self._open_store(session_id)
         try:
             # Created once (atomically); a reopen never overwrites what is stored.
-            store._create_meta_once(
-                SessionMeta(
-                    session_id=session_id,
-                    session_name=session_name if session_name is not None else session_id,
-                    created_at=_now_iso(),
-                    model=model,
-                    cwd=cwd,
-                    relation=relation if relation is not None else RootRelation(),
-                )
-            )
+            store._create_meta_once(meta)
         except BaseException:
             store.close()
             raise
@@ -997,10 +981,7 @@ class PostgresSessionStoreFactory:
             try:
                 meta = None
                 if r[9]:
-                    meta = SessionMeta(
-                        session_id=sid, session_name=r[1], created_at=r[2], model=r[3], cwd=r[4],
-                        relation=decode_relation(sid, r[5]),
-                    )
+                    meta = meta_from_row(r[:6])
                 out.append(
                     SessionSummary(
                         session_id=sid,

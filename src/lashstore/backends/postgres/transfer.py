@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from ...rules.gc import mark_reachable
 from ..common import check_stored_blob, decode_manifest
 from ..transfer import (
@@ -24,7 +26,29 @@ from ..transfer import (
 from .connection import PostgresDatabase, Tx, split_url
 from .schema import COMPONENTS
 
-__all__ = ["PostgresTransferEndpoint"]
+__all__ = ["PostgresTransferEndpoint", "read_copy_mark", "COPY_MARK_TABLE"]
+
+#: A one-row table in the destination schema while `lashstore copy` into it has not finished.
+COPY_MARK_TABLE = "lashstore_copy_in_progress"
+
+
+def read_copy_mark(db: PostgresDatabase) -> dict[str, Any] | None:
+    """The mark of an unfinished copy into this schema, or None."""
+
+    def tx(t: Tx) -> Any:
+        if t.one("SELECT to_regclass(%s)", (f"{db.schema}.{COPY_MARK_TABLE}",))[0] is None:  # type: ignore[index]
+            return None
+        row = t.one(f"SELECT mark FROM {COPY_MARK_TABLE} LIMIT 1")
+        return None if row is None else row[0]
+
+    data = db.read(tx, "read the copy mark")
+    if data is None:
+        return None
+    try:
+        mark = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        mark = None
+    return mark if isinstance(mark, dict) else {"source": "unknown (the mark is unreadable)"}
 
 _COMPONENT = {"processes": "process registry", "host_events": "host events", "effects": "effects"}
 
@@ -123,6 +147,34 @@ class PostgresTransferEndpoint:
             )
 
         self.db.write(tx, f"copy: write session {session_id!r}")
+
+    def delete_session(self, session_id: str) -> None:
+        from .schema import SESSION_TABLES as KEYED
+
+        def tx(t: Tx) -> None:
+            t.lock("session", session_id)
+            for table in KEYED:  # queued-work items go with their batches (ON DELETE CASCADE)
+                t.execute(f"DELETE FROM {table} WHERE session_id = %s", (session_id,))
+
+        self.db.write(tx, f"copy: remove session {session_id!r}")
+
+    def clear_table(self, table: str) -> None:
+        self.db.write(lambda t: t.execute(f"DELETE FROM {table}"), f"copy: clear {table}")
+
+    # -- the mark of a copy in progress ----------------------------------------------------------
+    def read_copy_mark(self) -> dict[str, Any] | None:
+        return read_copy_mark(self.db)
+
+    def write_copy_mark(self, mark: dict[str, Any]) -> None:
+        def tx(t: Tx) -> None:
+            t.execute(f"CREATE TABLE IF NOT EXISTS {COPY_MARK_TABLE} (mark TEXT NOT NULL)")
+            t.execute(f"DELETE FROM {COPY_MARK_TABLE}")
+            t.execute(f"INSERT INTO {COPY_MARK_TABLE} (mark) VALUES (%s)", (msgspec.json.encode(mark).decode(),))
+
+        self.db.write(tx, "copy: mark the destination")
+
+    def clear_copy_mark(self) -> None:
+        self.db.write(lambda t: t.execute(f"DROP TABLE IF EXISTS {COPY_MARK_TABLE}"), "copy: unmark the destination")
 
     # -- deployment tables -----------------------------------------------------------------------
     def read_table(self, table: str) -> list[tuple]:

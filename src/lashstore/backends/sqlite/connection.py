@@ -9,20 +9,81 @@ see a single WAL snapshot.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from ...errors import BackendError, StoreBusy, StoreClosed, UnsupportedSchema
+from ...errors import (
+    BackendError,
+    StoreBusy,
+    StoreClosed,
+    StoreFull,
+    StoreReadOnly,
+    StoreUnavailable,
+    UnsupportedSchema,
+)
 
-__all__ = ["Database", "Migration", "translate"]
+__all__ = ["Database", "Migration", "translate", "os_error"]
 
 #: (version it produces, statements)
 Migration = tuple[int, Sequence[str]]
 
 _WAL_BUDGET_S = 15.0
+
+#: lashstore_meta key written (then the files unlinked) when a session file is deleted: every
+#: connection still open on the unlinked file sees it at its next transaction and refuses.
+DELETED_KEY = "deleted"
+_IS_DELETED = f"SELECT 1 FROM lashstore_meta WHERE key = '{DELETED_KEY}'"
+
+_SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE = 1006
+
+
+def _ctypes_db_config() -> Callable[[sqlite3.Connection, bool], bool] | None:
+    """sqlite3_db_config(NO_CKPT_ON_CLOSE) for Pythons without Connection.setconfig (3.11).
+
+    The `sqlite3 *` is the first field after the object header of the connection object (true of
+    every CPython that lacks setconfig); it is checked against the file name before use."""
+    try:
+        import _sqlite3
+
+        lib = ctypes.CDLL(_sqlite3.__file__)
+        db_config = lib.sqlite3_db_config
+        filename = lib.sqlite3_db_filename
+    except (OSError, AttributeError, ImportError):  # pragma: no cover - depends on the build
+        return None
+    db_config.restype = ctypes.c_int
+    filename.restype = ctypes.c_char_p
+    filename.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    offset = object.__basicsize__
+
+    def set_no_ckpt(conn: sqlite3.Connection, on: bool) -> bool:
+        handle = ctypes.c_void_p.from_address(id(conn) + offset).value
+        if not handle:
+            return False
+        name = filename(handle, b"main")
+        if name is None or not name:
+            return False
+        out = ctypes.c_int(-1)
+        rc = db_config(ctypes.c_void_p(handle), ctypes.c_int(_SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE),
+                       ctypes.c_int(1 if on else 0), ctypes.byref(out))
+        return rc == 0 and out.value == (1 if on else 0)
+
+    return set_no_ckpt
+
+
+def _setconfig_db_config(conn: sqlite3.Connection, on: bool) -> bool:
+    conn.setconfig(_SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, on)  # type: ignore[attr-defined]
+    return True
+
+
+_no_ckpt_on_close = (
+    _setconfig_db_config if hasattr(sqlite3.Connection, "setconfig") else _ctypes_db_config()
+)
 
 
 def _is_busy(e: BaseException) -> bool:
@@ -35,10 +96,93 @@ def _is_busy(e: BaseException) -> bool:
     return False
 
 
-def translate(e: sqlite3.Error, where: str) -> BackendError:
+def translate(e: sqlite3.Error, where: str, path: str | None = None) -> BackendError:
+    """The typed error for a driver error, saying what to do."""
     if _is_busy(e):
         return StoreBusy(f"{where}: the database stayed locked by another writer ({e}); retry later")
+    code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
+    if code == sqlite3.SQLITE_FULL:
+        return StoreFull(f"{where}: the disk is full ({e}); nothing was written. Free space and retry")
+    if code == sqlite3.SQLITE_READONLY:
+        return StoreReadOnly(
+            f"{where}: the store is read-only ({e}); reading works, writing needs write access to the files "
+            "and their directory"
+        )
+    if code == sqlite3.SQLITE_CANTOPEN:
+        return _cannot_open(e, where, path)
+    if code == sqlite3.SQLITE_IOERR and "disk I/O" in str(e) and _no_space(path):
+        return StoreFull(f"{where}: the disk is full ({e}); nothing was written. Free space and retry")
     return BackendError(f"{where}: {e}")
+
+
+def _no_space(path: str | None) -> bool:
+    if not path or path == ":memory:":
+        return False
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)) or ".")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
+
+
+def _cannot_open(e: BaseException, where: str, path: str | None) -> BackendError:
+    """SQLite says only "unable to open database file": find out why."""
+    try:
+        os.close(os.open(os.devnull, os.O_RDONLY))
+    except OSError as probe:
+        if probe.errno in (errno.EMFILE, errno.ENFILE):
+            return StoreUnavailable(
+                f"{where}: out of file descriptors (each open session store holds up to 3); close the stores "
+                "you no longer use, or raise the limit (ulimit -n)"
+            )
+    folder = os.path.dirname(os.path.abspath(path)) if path and path != ":memory:" else None
+    if folder is not None:
+        if not os.path.isdir(folder):
+            return StoreUnavailable(f"{where}: the directory {folder} does not exist (or is not a directory)")
+        if _read_only_dir(folder):
+            return StoreReadOnly(
+                f"{where}: cannot create files in {folder} (read-only or no permission); open the store from a "
+                "writable location, or only read it"
+            )
+        if not os.access(folder, os.R_OK | os.X_OK):
+            return StoreUnavailable(f"{where}: no permission to read the directory {folder}")
+    return StoreUnavailable(f"{where}: cannot open the database file ({e})")
+
+
+def _read_only_dir(folder: str) -> bool:
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        pass
+    return not os.access(folder, os.W_OK)
+
+
+def os_error(e: OSError, where: str) -> BackendError:
+    """The typed error for a failed file operation (creating a directory or a file, removing one)."""
+    if e.errno == errno.ENOSPC or e.errno == errno.EDQUOT:
+        return StoreFull(f"{where}: the disk is full ({e.strerror}); nothing was written. Free space and retry")
+    if e.errno in (errno.EROFS,) or (e.errno in (errno.EACCES, errno.EPERM) and e.filename is not None):
+        return StoreReadOnly(f"{where}: {e.strerror}; the location is read-only or not writable by this user")
+    if e.errno in (errno.EMFILE, errno.ENFILE):
+        return StoreUnavailable(
+            f"{where}: out of file descriptors (each open session store holds up to 3); close the stores you no "
+            "longer use, or raise the limit (ulimit -n)"
+        )
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
+        return StoreUnavailable(f"{where}: {e.strerror}: a file is in the way of the store directory ({e.filename})")
+    return StoreUnavailable(f"{where}: {e.strerror or e}")
+
+
+def _connect(target: str, uri: bool, busy_timeout_ms: int) -> sqlite3.Connection:
+    return sqlite3.connect(
+        target,
+        uri=uri,
+        timeout=busy_timeout_ms / 1000,
+        isolation_level=None,
+        check_same_thread=False,
+        cached_statements=256,
+    )
 
 
 class Database:
@@ -53,31 +197,35 @@ class Database:
         synchronous: str = "normal",
         busy_timeout_ms: int = 15_000,
         readonly: bool = False,
+        on_deleted: Callable[[], BaseException] | None = None,
     ) -> None:
         self.path = str(path)
+        # A deletable file (a session's) is checked for the deletion mark by every transaction;
+        # `on_deleted()` is the error raised then.
+        self._on_deleted = on_deleted
+        self._guarded = False
         self.kind = kind
         self.latest = migrations[-1][0] if migrations else 0
         self._lock = threading.RLock()
         self._closed = False
         memory = self.path == ":memory:"
         self.readonly = readonly
-        target = self.path
-        if readonly:
-            # Inspection must not create, convert or migrate anything.
-            target = Path(self.path).resolve().as_uri() + "?mode=ro"
+        self.immutable = False
         try:
-            conn = sqlite3.connect(
-                target,
-                uri=readonly,
-                timeout=busy_timeout_ms / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-                cached_statements=256,
-            )
+            if readonly:
+                conn = self._connect_readonly(busy_timeout_ms)
+            else:
+                conn = _connect(self.path, False, busy_timeout_ms)
         except sqlite3.Error as e:
-            raise translate(e, f"open {self.path}") from e
+            raise translate(e, f"open {self.path}", self.path) from e
         self.conn = conn
         try:
+            if on_deleted is not None and not memory and _no_ckpt_on_close is not None:
+                # SQLite's last connection to close a WAL database deletes `<file>-wal` and
+                # `<file>-shm` by name. Once another process has deleted this session and made a
+                # new one under the same name, those names are the new session's: so this
+                # connection never cleans up on close, unless close() finds its file undeleted.
+                self._guarded = _no_ckpt_on_close(conn, True)
             conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             # Refuse a foreign or newer file before changing anything in it (the WAL switch
             # rewrites the header).
@@ -96,6 +244,37 @@ class Database:
             raise
 
     # -- open ----------------------------------------------------------------------------------
+    def _connect_readonly(self, busy_timeout_ms: int) -> sqlite3.Connection:
+        """A read-only connection: it never creates, converts or migrates anything.
+
+        A WAL database needs its `-shm` file to be read; on a read-only directory or mount where
+        it does not exist and cannot be made, the file is opened `immutable` instead, which is
+        exact when no `-wal` file holds commits (the store was closed cleanly)."""
+        path = Path(self.path)
+        if not path.is_file():
+            raise StoreUnavailable(f"open {self.path}: no such database file")
+        uri = path.resolve().as_uri()
+        conn = _connect(f"{uri}?mode=ro", True, busy_timeout_ms)
+        try:
+            conn.execute("PRAGMA user_version").fetchone()  # the real open: WAL index, -shm
+            return conn
+        except sqlite3.OperationalError as e:
+            conn.close()
+            code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
+            if code not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+                raise
+            if not _read_only_dir(str(path.parent)):
+                raise
+            wal = Path(f"{self.path}-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise StoreReadOnly(
+                    f"open {self.path}: the store is on a read-only location and was not closed cleanly (its "
+                    f"{wal.name} holds commits that cannot be read without a {path.name}-shm file); copy the "
+                    "store to a writable location to read it"
+                ) from None
+        self.immutable = True
+        return _connect(f"{uri}?mode=ro&immutable=1", True, busy_timeout_ms)
+
     def _switch_to_wal(self) -> None:
         # SQLite does not call the busy handler for a journal-mode change, so retry by hand.
         deadline = time.monotonic() + _WAL_BUDGET_S
@@ -108,11 +287,11 @@ class Database:
                 return
             except sqlite3.OperationalError as e:
                 if not _is_busy(e) or time.monotonic() >= deadline:
-                    raise translate(e, f"open {self.path}: switch to WAL") from e
+                    raise translate(e, f"open {self.path}: switch to WAL", self.path) from e
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
             except sqlite3.DatabaseError as e:
-                raise translate(e, f"open {self.path}") from e
+                raise translate(e, f"open {self.path}", self.path) from e
 
     def _precheck(self) -> None:
         try:
@@ -131,7 +310,7 @@ class Database:
             finally:
                 self.conn.execute("COMMIT")
         except sqlite3.DatabaseError as e:
-            raise translate(e, f"open {self.path}") from e
+            raise translate(e, f"open {self.path}", self.path) from e
         if version == 0:
             if names:
                 raise UnsupportedSchema(self.kind, self.latest, 0, "the file holds tables that lashstore did not create")
@@ -195,7 +374,7 @@ class Database:
                 self.conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
-            raise translate(e, f"open {self.path}: schema") from e
+            raise translate(e, f"open {self.path}: schema", self.path) from e
 
     def _check_kind(self, version: int) -> None:
         try:
@@ -214,12 +393,16 @@ class Database:
         """BEGIN IMMEDIATE ... COMMIT; any exception rolls everything back and propagates."""
         with self._lock:
             self._check_open()
+            if self.readonly:
+                raise StoreReadOnly(f"{where}: {self.path} is open read-only; nothing was written")
             conn = self.conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as e:
-                raise translate(e, where) from e
+                raise translate(e, where, self.path) from e
             try:
+                if self._on_deleted is not None and conn.execute(_IS_DELETED).fetchone() is not None:
+                    raise self._on_deleted()
                 yield conn
             except BaseException as e:
                 try:
@@ -227,7 +410,7 @@ class Database:
                 except sqlite3.Error:
                     pass
                 if isinstance(e, sqlite3.Error):
-                    raise translate(e, where) from e
+                    raise translate(e, where, self.path) from e
                 raise
             else:
                 try:
@@ -237,7 +420,7 @@ class Database:
                         conn.execute("ROLLBACK")
                     except sqlite3.Error:
                         pass
-                    raise translate(e, where) from e
+                    raise translate(e, where, self.path) from e
 
     @contextlib.contextmanager
     def read(self, where: str = "read") -> Iterator[sqlite3.Connection]:
@@ -248,8 +431,10 @@ class Database:
             try:
                 conn.execute("BEGIN")
             except sqlite3.Error as e:
-                raise translate(e, where) from e
+                raise translate(e, where, self.path) from e
             try:
+                if self._on_deleted is not None and conn.execute(_IS_DELETED).fetchone() is not None:
+                    raise self._on_deleted()
                 yield conn
             except BaseException as e:
                 try:
@@ -257,13 +442,13 @@ class Database:
                 except sqlite3.Error:
                     pass
                 if isinstance(e, sqlite3.Error):
-                    raise translate(e, where) from e
+                    raise translate(e, where, self.path) from e
                 raise
             else:
                 try:
                     conn.execute("COMMIT")
                 except sqlite3.Error as e:
-                    raise translate(e, where) from e
+                    raise translate(e, where, self.path) from e
 
     def run(self, fn: Callable[[sqlite3.Connection], object], where: str) -> object:
         with self.write(where) as c:
@@ -277,8 +462,42 @@ class Database:
     def closed(self) -> bool:
         return self._closed
 
+    def mark_deleted(self, now_ms: int) -> None:
+        """Write the deletion mark (the caller unlinks the files next). Waits for the write lock,
+        so a transaction in flight finishes first and every later one sees the mark."""
+        with self._lock:
+            self._check_open()
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self.conn.execute(
+                        "INSERT OR REPLACE INTO lashstore_meta (key, value) VALUES (?, ?)", (DELETED_KEY, str(now_ms))
+                    )
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise translate(e, f"delete {self.path}") from e
+
+    def is_deleted(self) -> bool:
+        with self._lock:
+            self._check_open()
+            try:
+                return self.conn.execute(_IS_DELETED).fetchone() is not None
+            except sqlite3.Error as e:
+                raise translate(e, f"read {self.path}") from e
+
     def close(self) -> None:
         with self._lock:
             if not self._closed:
                 self._closed = True
+                if self._guarded:
+                    try:
+                        deleted = self.conn.execute(_IS_DELETED).fetchone() is not None
+                    except sqlite3.Error:
+                        deleted = True  # unsure: leave the files alone
+                    if not deleted:
+                        # Still the file at this name: let SQLite checkpoint and tidy up as usual.
+                        _no_ckpt_on_close(self.conn, False)  # type: ignore[misc]
                 self.conn.close()

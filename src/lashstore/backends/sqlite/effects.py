@@ -64,6 +64,7 @@ class SqliteEffectStore(EffectEngine):
             migrations=MIGRATIONS,
             synchronous=self._opts.synchronous,
             busy_timeout_ms=self._opts.busy_timeout_ms,
+            readonly=self._opts.readonly and self.path != ":memory:",
         )
 
     @classmethod

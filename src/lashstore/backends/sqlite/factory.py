@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import datetime
+import errno
 import hashlib
 import os
+import secrets
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
-from ...errors import LashStoreError, SessionNotFound
-from ...model.session import DurabilityTier, RootRelation, SessionMeta, SessionRelation, SessionSummary
+from ...errors import BackendError, LashStoreError, SessionDeleted, SessionNotFound, StoreBusy, StoreReadOnly, StoreUnavailable, UnsupportedSchema
+from ...model.session import DurabilityTier, SessionMeta, SessionRelation, SessionSummary
 from ...options import StoreOptions
 from ...rules import validate as v
+from ..common import new_session_meta
+from .connection import Database, os_error
+from .schema import KIND, MIGRATIONS
 from .store import SqliteSessionStore
 
 __all__ = ["SqliteSessionStoreFactory", "safe_file_name"]
@@ -41,8 +46,41 @@ def _is_session_file(name: str) -> bool:
     return stem[-_SUFFIX_LEN - 1] == "-" and all(ch in "0123456789abcdef" for ch in digest)
 
 
-def _now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+def remove_session_file(path: Path, options: StoreOptions) -> bool:
+    """Mark a session file deleted (see Database.mark_deleted), then unlink it and its sidecars.
+    A file that cannot be opened as a session file is removed as it is."""
+    db = None
+    try:
+        db = Database(path, kind=KIND, migrations=MIGRATIONS, busy_timeout_ms=options.busy_timeout_ms,
+                      on_deleted=lambda: SessionDeleted(str(path)))
+        db.mark_deleted(options.clock.now_ms())
+    except (BackendError, UnsupportedSchema):
+        # Damaged or foreign: nothing can hold a working handle on it, so removing it is enough.
+        # A store that cannot be written (read-only) raises on the unlink below.
+        pass
+    try:
+        removed = False
+        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            try:
+                os.remove(p)
+                removed = True
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise StoreReadOnly(f"cannot remove session file {p}: {e}") if e.errno in (
+                    errno.EROFS, errno.EACCES, errno.EPERM) else BackendError(f"cannot remove session file {p}: {e}") from e
+        return removed
+    finally:
+        if db is not None:
+            db.close()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class SqliteSessionStoreFactory:
@@ -76,26 +114,73 @@ class SqliteSessionStoreFactory:
         cwd: str | None = None,
         session_name: str | None = None,
     ) -> SqliteSessionStore:
+        """Open the session, creating it first if it does not exist.
+
+        A new session file is made whole under a temporary name (schema and meta) and then linked
+        into place, so a crash, a full disk or a concurrent creator never leaves a half-made
+        session behind; a reopen never overwrites what is stored."""
         v.check_id(session_id, "session_id")
-        self.root.mkdir(parents=True, exist_ok=True)
-        store = self._open_store(session_id)
+        meta = new_session_meta(session_id, model=model, relation=relation, cwd=cwd, session_name=session_name)
+        path = self.path_for_session(session_id)
+        if self.options.readonly:
+            if path.exists():
+                return self.open_store(session_id)
+            raise StoreReadOnly(f"cannot create session {session_id!r}: the store at {self.root} is read-only")
+        for _ in range(8):
+            if not path.exists():
+                self._make_root()
+                self._create_file(path, meta)
+            try:
+                store = self._open_store(session_id)
+            except SessionDeleted:
+                remove_session_file(path, self.options)  # a deletion cut short: finish it
+                continue
+            try:
+                store._create_meta_once(meta)  # a file made by an older lashstore may lack it
+            except BaseException:
+                store.close()
+                raise
+            return store
+        raise StoreBusy(f"session {session_id!r} was deleted again each time it was created; retry later")
+
+    def _make_root(self) -> None:
         try:
-            if store.load_session_meta() is None:
-                # Created once; a reopen never overwrites what is stored.
-                store.save_session_meta(
-                    SessionMeta(
-                        session_id=session_id,
-                        session_name=session_name if session_name is not None else session_id,
-                        created_at=_now_iso(),
-                        model=model,
-                        cwd=cwd,
-                        relation=relation if relation is not None else RootRelation(),
-                    )
-                )
-        except BaseException:
-            store.close()
-            raise
-        return store
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise os_error(e, f"create the store directory {self.root}") from None
+
+    def _create_file(self, path: Path, meta: SessionMeta) -> None:
+        self.build_session_file(path, meta.session_id, lambda store: store._create_meta_once(meta))
+
+    def build_session_file(self, path: Path, session_id: str, fill: Callable[[SqliteSessionStore], None]) -> bool:
+        """Make a session file whole under a temporary name (`fill(store)` writes into it), then
+        link it into place at `path`. False (and nothing changed) when `path` exists by then."""
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            with SqliteSessionStore(tmp, session_id=session_id, options=self.options) as store:
+                fill(store)
+            try:
+                os.link(tmp, path)  # never replaces: a concurrent creator's file wins
+            except FileExistsError:
+                return False
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                    raise
+                # No hard links on this file system: rename, unless somebody got there first.
+                if path.exists():
+                    return False
+                os.replace(tmp, path)
+            if self.options.synchronous == "full":
+                _fsync_dir(path.parent)
+            return True
+        except OSError as e:
+            raise os_error(e, f"create session file {path}") from None
+        finally:
+            for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+                try:
+                    os.remove(p)
+                except OSError:
+                    pass
 
     def has_session(self, session_id: str) -> bool:
         return self.path_for_session(session_id).exists()
@@ -103,25 +188,27 @@ class SqliteSessionStoreFactory:
     def open_store(self, session_id: str) -> SqliteSessionStore:
         if not self.has_session(session_id):
             raise SessionNotFound(session_id)
-        return self._open_store(session_id)
+        try:
+            return self._open_store(session_id)
+        except SessionDeleted:
+            remove_session_file(self.path_for_session(session_id), self.options)
+            raise SessionNotFound(session_id) from None
 
     def delete_session(self, session_id: str) -> bool:
-        """Close this factory's open handles on the session, then remove the file and its sidecars."""
+        """Delete the session: mark its file deleted, then remove it and its sidecars.
+
+        Handles on the session elsewhere (another factory, another process) see the mark at their
+        next operation and raise SessionDeleted; none can write into the removed file."""
         path = self.path_for_session(session_id)
+        if not path.exists():
+            return False
+        if self.options.readonly:
+            raise StoreReadOnly(f"cannot delete session {session_id!r}: the store at {self.root} is read-only")
         with self._lock:
             for store in list(self._open):
                 if store.path == str(path):
                     store.close()
-        removed = False
-        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            try:
-                os.remove(p)
-                removed = True
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                raise LashStoreError(f"cannot remove session file {p}: {e}") from e
-        return removed
+        return remove_session_file(path, self.options)
 
     def session_files(self) -> list[Path]:
         if not self.root.is_dir():
@@ -131,11 +218,15 @@ class SqliteSessionStoreFactory:
     def list_sessions(self) -> list[SessionSummary]:
         out: list[SessionSummary] = []
         for path in self.session_files():
-            out.append(self._summary(path))
+            summary = self._summary(path)
+            if summary is not None:
+                out.append(summary)
         out.sort(key=lambda s: (s.updated_at_ms is None, -(s.updated_at_ms or 0), s.session_id))
         return out
 
-    def _summary(self, path: Path) -> SessionSummary:
+    def _summary(self, path: Path) -> SessionSummary | None:
+        """The listing row of a session file; None for one deleted since (or whose deletion was
+        cut short: its mark is there, its removal not yet)."""
         try:
             with SqliteSessionStore(path, options=self.options, readonly=True) as store:
                 meta = store.load_session_meta()
@@ -151,6 +242,12 @@ class SqliteSessionStoreFactory:
                     updated_at_ms=head.updated_at_ms if head else None,
                     path=str(path),
                 )
+        except SessionDeleted:
+            return None
+        except StoreUnavailable:
+            if not path.exists():
+                return None  # deleted between the listing and the open
+            raise
         except LashStoreError as e:
             # One unreadable file must not hide the others.
             return SessionSummary(session_id=path.stem, path=str(path), error=str(e))

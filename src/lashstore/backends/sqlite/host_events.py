@@ -86,6 +86,7 @@ class SqliteHostEventStore:
             migrations=MIGRATIONS,
             synchronous=self._opts.synchronous,
             busy_timeout_ms=self._opts.busy_timeout_ms,
+            readonly=self._opts.readonly and self.path != ":memory:",
         )
 
     @classmethod

@@ -36,7 +36,10 @@ from ...model.queue import BatchState, DeliveryPolicy, SlotPolicy
 from ...model.session import GcReport, GraphNode, SessionMeta, TokenUsage
 from ...rules import maintenance as rules
 from ...rules import validate as v
+from ...rules.usage import plan_usage_fold
 from ..common import (
+    META_COLUMNS,
+    meta_from_row,
     HeadBody,
     check_stored_blob,
     decode_manifest,
@@ -246,22 +249,7 @@ def compact_usage(store: Any, *, dry_run: bool = False, session_id: str | None =
             "reasoning_tokens FROM usage_deltas WHERE session_id = ? ORDER BY head_revision, idx",
             (sid,),
         ).fetchall()
-        first: dict[tuple[str, str], list[Any]] = {}
-        doomed: list[tuple[int, int]] = []
-        for rev, idx, source, model, i, o, ca, r in rows:
-            if i + o + ca + r == 0:
-                doomed.append((rev, idx))
-                continue
-            acc = first.get((source, model))
-            if acc is None:
-                first[(source, model)] = [rev, idx, i, o, ca, r, False]
-            else:
-                acc[2] += i
-                acc[3] += o
-                acc[4] += ca
-                acc[5] += r
-                acc[6] = True
-                doomed.append((rev, idx))
+        doomed, updates = plan_usage_fold(((rev, idx), *rest) for rev, idx, *rest in rows)
         if dry_run or not doomed:
             return len(doomed)
         c.executemany(
@@ -271,7 +259,7 @@ def compact_usage(store: Any, *, dry_run: bool = False, session_id: str | None =
         c.executemany(
             "UPDATE usage_deltas SET input_tokens = ?, output_tokens = ?, cached_input_tokens = ?, "
             "reasoning_tokens = ? WHERE session_id = ? AND head_revision = ? AND idx = ?",
-            [(a[2], a[3], a[4], a[5], sid, a[0], a[1]) for a in first.values() if a[6]],
+            [(*counts, sid, rev, idx) for (rev, idx), counts in updates.items()],
         )
         return len(doomed)
 
@@ -379,6 +367,38 @@ def _integrity(chk: _Checker, c: sqlite3.Connection) -> None:
     for (msg,) in rows:
         if msg != "ok":
             chk.add("integrity", "page", str(msg))
+    _declared_types(chk, c)
+
+
+_TYPEOF = {"INTEGER": ("integer",), "TEXT": ("text",), "BLOB": ("blob",), "REAL": ("real", "integer")}
+
+
+def _declared_types(chk: _Checker, c: sqlite3.Connection) -> None:
+    """Every value has its column's declared type (SQLite itself keeps whatever it is given, so a
+    tool writing into the file can leave text where an integer belongs)."""
+    tables = [r[0] for r in c.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'lashstore_meta'"
+    )]
+    for table in tables:
+        cols = c.execute(f'PRAGMA table_info("{table}")').fetchall()
+        key_cols = [r[1] for r in sorted(cols, key=lambda r: r[5]) if r[5]] or [cols[0][1]]
+        for _, name, decl, notnull, _, _ in cols:
+            allowed = _TYPEOF.get((decl or "").upper())
+            if allowed is None:
+                continue
+            kinds = ", ".join(f"'{k}'" for k in allowed + (() if notnull else ("null",)))
+            keys = ", ".join(f'"{k}"' for k in key_cols)
+            try:
+                bad = c.execute(
+                    f'SELECT {keys}, "{name}", typeof("{name}") FROM "{table}" WHERE typeof("{name}") NOT IN ({kinds}) '
+                    "LIMIT 100"
+                ).fetchall()
+            except sqlite3.Error as e:
+                chk.add("integrity", table, f"cannot read the {table} table: {e}")
+                continue
+            for row in bad:
+                key = "/".join(str(k) for k in row[:-2])
+                chk.add(table, key, f"column {name} holds {row[-2]!r} ({row[-1]}), its declared type is {decl}")
 
 
 def verify_session_store(store: Any) -> tuple[int, list[Problem]]:
@@ -658,13 +678,12 @@ def dump_session(store: Any, session_id: str | None = None) -> SessionDump:
 
 def _meta(c: sqlite3.Connection, sid: str) -> SessionMeta | None:
     row = c.execute(
-        "SELECT session_id, session_name, created_at, model, cwd, relation FROM session_meta WHERE session_id = ?",
+        f"SELECT {META_COLUMNS} FROM session_meta WHERE session_id = ?",
         (sid,),
     ).fetchone()
     if row is None:
         return None
-    return SessionMeta(session_id=row[0], session_name=row[1], created_at=row[2], model=row[3], cwd=row[4],
-                       relation=decode_relation(row[0], row[5]))
+    return meta_from_row(row)
 
 
 def _blob(c: sqlite3.Connection, ref: str) -> bytes | None:

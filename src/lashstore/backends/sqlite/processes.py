@@ -127,6 +127,7 @@ class SqliteProcessRegistry:
             migrations=MIGRATIONS,
             synchronous=self._opts.synchronous,
             busy_timeout_ms=self._opts.busy_timeout_ms,
+            readonly=self._opts.readonly and self.path != ":memory:",
         )
         self._clock = self._opts.clock
         self._validator = validator or rules.default_validator()

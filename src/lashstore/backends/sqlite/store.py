@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ...codec import check_json, pack, pack_canonical
-from ...errors import CorruptRecord, SessionBindingMismatch, ValidationError
+from ...errors import CorruptRecord, SessionBindingMismatch, SessionDeleted, ValidationError
 from ...model.blobs import BlobDescriptor, BlobInfo, BlobKind, Compression
 from ...model.session import (
     DurabilityTier,
@@ -34,16 +34,19 @@ from ...rules import validate as v
 from ...rules.gc import mark_reachable
 from ...rules.picker import Summariser, summarise
 from ..common import (
+    HEAD_COLUMNS,
+    check_columns,
+    META_COLUMNS,
+    meta_from_row,
+    head_meta,
     assemble_session_read,
     check_scope,
     HeadBody,
     PreparedBlob,
     check_passthrough,
     check_stored_blob,
-    decode_head_body,
     decode_manifest,
     decode_node,
-    decode_relation,
     decode_result,
     decode_typed,
     hydrate,
@@ -71,7 +74,19 @@ class _ReusedNodeId(Exception):
     """Internal: an appended node id hit the UNIQUE constraint; the transaction must roll back."""
 
 
-_HEAD_COLS = "session_id, head_revision, checkpoint_ref, leaf_node_id, node_count, updated_at_ms, body"
+_SPLIT = 26
+_SPLIT_SUMS = ", ".join(
+    f"sum({col} >> {_SPLIT}), sum({col} & {(1 << _SPLIT) - 1})"
+    for col in ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+)
+
+_BAD_USAGE = " OR ".join(
+    f"typeof({col}) <> 'integer' OR {col} < 0"
+    for col in ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+)
+
+_HEAD_COLS = HEAD_COLUMNS
+_COMMIT_HEAD_SPEC = (("head_revision", "i"), ("node_count", "i"), ("leaf_node_id", "s?"), ("checkpoint_ref", "s?"))
 
 
 def _insert_blobs(c: sqlite3.Connection, blobs: list[PreparedBlob], now: int) -> None:
@@ -113,7 +128,8 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin, SqliteMaintena
             migrations=MIGRATIONS,
             synchronous=self._opts.synchronous,
             busy_timeout_ms=self._opts.busy_timeout_ms,
-            readonly=readonly,
+            readonly=(readonly or self._opts.readonly) and self.path != ":memory:",
+            on_deleted=None if self.path == ":memory:" else self._deleted_error,
         )
         self._fixed = session_id
         self._bound_cache = session_id
@@ -127,6 +143,9 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin, SqliteMaintena
         # last commit: while the head is exactly that, those blobs exist (GC keeps a head's snapshots).
         self._head_children: tuple[tuple[str, int, str] | None, set[str]] = (None, set())
         self._pending_children = self._head_children
+
+    def _deleted_error(self) -> SessionDeleted:
+        return SessionDeleted(self._fixed or self._bound_cache or self.path)
 
     @classmethod
     def memory(cls, **kw: Any) -> "SqliteSessionStore":
@@ -311,24 +330,29 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin, SqliteMaintena
             )
             self._bound_cache = meta.session_id
 
+    def _create_meta_once(self, meta: SessionMeta) -> None:
+        """Write the meta unless the session has one: a second create never overwrites."""
+        relation = pack(meta.relation)
+        with self._db.write("create session meta") as c:
+            self._bind_check(c, meta.session_id)
+            c.execute(
+                "INSERT INTO session_meta (session_id, session_name, created_at, model, cwd, relation) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (session_id) DO NOTHING",
+                (meta.session_id, meta.session_name, meta.created_at, meta.model, meta.cwd, relation),
+            )
+            self._bound_cache = meta.session_id
+
     def _load_meta(self, c: sqlite3.Connection) -> SessionMeta | None:
         sid = self._bound(c)
         if sid is None:
             return None
         row = c.execute(
-            "SELECT session_id, session_name, created_at, model, cwd, relation FROM session_meta WHERE session_id = ?",
+            f"SELECT {META_COLUMNS} FROM session_meta WHERE session_id = ?",
             (sid,),
         ).fetchone()
         if row is None:
             return None
-        return SessionMeta(
-            session_id=row[0],
-            session_name=row[1],
-            created_at=row[2],
-            model=row[3],
-            cwd=row[4],
-            relation=decode_relation(row[0], row[5]),
-        )
+        return meta_from_row(row)
 
     def load_session_meta(self) -> SessionMeta | None:
         with self._db.read("load session meta") as c:
@@ -353,26 +377,7 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin, SqliteMaintena
     def _head_row(self, c: sqlite3.Connection, sid: str) -> tuple | None:
         return c.execute(f"SELECT {_HEAD_COLS} FROM session_head WHERE session_id = ?", (sid,)).fetchone()
 
-    @staticmethod
-    def _head_meta(row: tuple) -> SessionHeadMeta:
-        body = decode_head_body(row[0], row[6])
-        ref = row[2]
-        if ref is not None:
-            try:
-                v.check_ref(ref, "checkpoint_ref")
-            except ValidationError as e:
-                raise CorruptRecord("session head", row[0], str(e)) from None
-        return SessionHeadMeta(
-            session_id=row[0],
-            head_revision=row[1],
-            config=body.config,
-            agent_frames=body.agent_frames,
-            current_agent_frame_id=body.current_agent_frame_id,
-            checkpoint_ref=ref,
-            leaf_node_id=row[3],
-            graph_node_count=row[4],
-            updated_at_ms=row[5],
-        )
+    _head_meta = staticmethod(head_meta)
 
     def load_head(self) -> SessionHeadMeta | None:
         with self._db.read("load head") as c:
@@ -408,27 +413,44 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin, SqliteMaintena
     @staticmethod
     def _usage(c: sqlite3.Connection, sid: str) -> list[TokenLedgerEntry]:
         # The merge rule of rules.usage.merge_ledger, done by SQLite: drop empty entries, add by
-        # (source, model), order by first appearance.
+        # (source, model), order by first appearance. SQLite's sum() stops at 2**63, so each
+        # count (at most 2**53) is summed as two halves that cannot overflow in any file SQLite
+        # can hold, and joined in Python, where integers have no bound.
         rows = c.execute(
-            """
-            SELECT source, model, sum(input_tokens), sum(output_tokens), sum(cached_input_tokens),
-                   sum(reasoning_tokens), min(head_revision * 4294967296 + idx) AS first
+            f"""
+            SELECT source, model, {_SPLIT_SUMS},
+                   min(CASE WHEN input_tokens + output_tokens + cached_input_tokens + reasoning_tokens > 0
+                            THEN head_revision * 4294967296 + idx END) AS first,
+                   sum({_BAD_USAGE})
               FROM usage_deltas
              WHERE session_id = ?
-               AND input_tokens + output_tokens + cached_input_tokens + reasoning_tokens > 0
              GROUP BY source, model
              ORDER BY first
             """,
             (sid,),
         )
-        return [
-            TokenLedgerEntry(
-                s,
-                m,
-                TokenUsage(input_tokens=i, output_tokens=o, cached_input_tokens=ca, reasoning_tokens=r),
+        out = []
+        for r in rows:
+            if r[11] or type(r[0]) is not str or type(r[1]) is not str:
+                raise CorruptRecord(
+                    "usage ledger", sid, f"a row of ({r[0]!r}, {r[1]!r}) holds a token count that is not a "
+                    "non-negative integer (or a source or model that is not text); run `lashstore verify`"
+                )
+            if r[10] is None:
+                continue  # only empty rows
+            out.append(
+                TokenLedgerEntry(
+                    r[0],
+                    r[1],
+                    TokenUsage(
+                        input_tokens=(r[2] << _SPLIT) + r[3],
+                        output_tokens=(r[4] << _SPLIT) + r[5],
+                        cached_input_tokens=(r[6] << _SPLIT) + r[7],
+                        reasoning_tokens=(r[8] << _SPLIT) + r[9],
+                    ),
+                )
             )
-            for s, m, i, o, ca, r, _ in rows
-        ]
+        return out
 
     def load_usage(self) -> list[TokenLedgerEntry]:
         with self._db.read("load usage") as c:
@@ -532,6 +554,8 @@ class SqliteSessionStore(SqliteQueueMixin, SqliteAttachmentMixin, SqliteMaintena
             "SELECT head_revision, node_count, leaf_node_id, checkpoint_ref FROM session_head WHERE session_id = ?",
             (sid,),
         ).fetchone()
+        if head is not None:
+            check_columns(head, _COMMIT_HEAD_SPEC, "session head", sid)
         actual, live_count, head_leaf, head_ref = head if head else (0, 0, None, None)
         next_rev = commit_rules.check_cas(commit, actual)
         now = self._clock.now_ms()

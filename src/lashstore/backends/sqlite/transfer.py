@@ -9,15 +9,18 @@ current ones) and inserts the rows in one transaction per file. Rows are in the 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from ...errors import BackendError, ValidationError
 from ..transfer import BLOB_COLUMNS, DEPLOYMENT_TABLES, ITEM_COLUMNS, SESSION_TABLES, TABLE_COMPONENT, normalise
 from .factory import SqliteSessionStoreFactory, safe_file_name
 
-__all__ = ["SqliteTransferEndpoint", "COMPONENT_FILES"]
+__all__ = ["SqliteTransferEndpoint", "COMPONENT_FILES", "COPY_MARK", "read_copy_mark"]
 
 #: The deployment's component files, as `lashstore.open` names them.
 COMPONENT_FILES = {"processes": "processes.db", "host_events": "host_events.db", "effects": "effects.db"}
@@ -25,6 +28,23 @@ COMPONENT_FILES = {"processes": "processes.db", "host_events": "host_events.db",
 # Tables of a session file that carry their own session_id column (artifact_refs does not: a
 # file's artifacts belong to the file's session).
 _KEYED = [t for t in SESSION_TABLES if t != "artifact_refs"]
+
+
+#: A file in the destination directory while `lashstore copy` into it has not finished.
+COPY_MARK = "lashstore-copy-in-progress.json"
+
+
+def read_copy_mark(root: str | Path) -> dict[str, Any] | None:
+    """The mark of an unfinished copy into the SQLite deployment at `root`, or None."""
+    try:
+        data = (Path(root) / COPY_MARK).read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        mark = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        mark = None
+    return mark if isinstance(mark, dict) else {"source": "unknown (the mark is unreadable)"}
 
 
 def _ro(path: Path) -> sqlite3.Connection:
@@ -142,9 +162,10 @@ class SqliteTransferEndpoint:
         return [out[r] for r in refs if r in out]
 
     def write_session(self, session_id: str, tables: dict[str, list[tuple]], blobs: list[tuple]) -> None:
-        from .store import SqliteSessionStore
+        """Write one session's file whole (under a temporary name, then linked into place): a
+        killed copy leaves either the whole session or none of it."""
 
-        with SqliteSessionStore(self._factory.path_for_session(session_id), session_id=session_id) as store:
+        def fill(store: Any) -> None:
             with store._db.write("copy session") as c:
                 for table, (cols, _) in SESSION_TABLES.items():
                     rows = tables.get(table, [])
@@ -167,7 +188,39 @@ class SqliteTransferEndpoint:
                 c.executemany(
                     f"INSERT OR IGNORE INTO blobs ({', '.join(BLOB_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)", blobs
                 )
+
+        path = self._factory.path_for_session(session_id)
+        if not self._factory.build_session_file(path, session_id, fill):
+            raise ValidationError(f"the destination already holds session {session_id!r}; nothing was copied")
         self._index = None
+
+    def delete_session(self, session_id: str) -> None:
+        self._factory.delete_session(session_id)
+        self._index = None
+
+    def clear_table(self, table: str) -> None:
+        store = self._open_component(TABLE_COMPONENT[table])
+        try:
+            with store._db.write(f"clear {table}") as c:
+                c.execute(f"DELETE FROM {table}")
+        finally:
+            store.close()
+
+    # -- the mark of a copy in progress ----------------------------------------------------------
+    def read_copy_mark(self) -> dict[str, Any] | None:
+        return read_copy_mark(self.root)
+
+    def write_copy_mark(self, mark: dict[str, Any]) -> None:
+        path = self.root / COPY_MARK
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(msgspec.json.encode(mark))
+        os.replace(tmp, path)
+
+    def clear_copy_mark(self) -> None:
+        try:
+            (self.root / COPY_MARK).unlink()
+        except FileNotFoundError:
+            pass
 
     # -- deployment tables -----------------------------------------------------------------------
     def _component_path(self, table: str) -> Path:
