@@ -152,8 +152,26 @@ def test_verify_a_clean_store(pg):
         store.close()
         report = ops.verify(dep)
         assert report.ok, report.problems
-        assert {c.session_id for c in report.checked} == {"rich", "plain"}
-        assert all(c.records > 0 for c in report.checked)
+        sessions = [c for c in report.checked if c.kind == "session"]
+        assert {c.session_id for c in sessions} == {"rich", "plain"}
+        assert all(c.records > 0 for c in sessions)
+        assert all(c.location.startswith("postgresql:") for c in report.checked)
+
+
+def test_verify_finds_a_damaged_blob_no_session_references_yet(pg):
+    """A blob put for a commit still to come is checked too, and named where it is."""
+    url, schema = pg
+    with _open(url, ManualClock()) as dep:
+        store = dep.sessions.create_store("s")
+        Agent(store, "s").turn()
+        ref = store.put_blob(b"for the next commit " * 100)
+        store.close()
+        with psycopg.connect(url.split("?")[0], autocommit=True) as conn:
+            conn.execute(f'UPDATE "{schema}".blobs SET content = %s WHERE hash = %s', (b"damaged", ref))
+        report = ops.verify(dep)
+        assert not report.ok
+        assert [(p.what, p.key) for p in report.problems] == [("blob", ref)]
+        assert all(p.location.startswith("postgresql:") for p in report.problems)
 
 
 def test_verify_names_a_damaged_blob_row(pg):

@@ -319,8 +319,10 @@ queued work (claims included), attachment manifest and artifacts. The format is 
 [docs/export-format.md](../export-format.md).
 
 With one session, `-o` names the file (`-` writes to stdout and the summary to stderr); with
-several or `--all`, `-o` is a directory and each session goes to `<safe id>.jsonl`. Files are
-written to `NAME.part` and renamed when complete.
+several or `--all`, `-o` is a directory and each session goes to `<safe id>.jsonl`. A regular
+file is written beside its target under a temporary name and renamed over it when complete (a
+failure leaves the old file and no partial one); a symlink is followed, and a device or FIFO
+(`/dev/null`, a named pipe) is written to directly, never replaced.
 """, helptext("export"), exp, head3, expall)
 
 imp = block(f"{L} --store copy import demo-session.jsonl", show="lashstore --store copy import demo-session.jsonl")

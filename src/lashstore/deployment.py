@@ -5,9 +5,15 @@ URLs:
 * `sqlite:///relative/dir`, `sqlite:////absolute/dir`, or a plain directory path: one SQLite
   file per session inside the directory;
 * `postgresql://user@host:5432/db?schema=lashstore`: the whole deployment in one PostgreSQL
-  schema (default "lashstore"; needs the `postgres` extra). `pool_min`, `pool_max`,
-  `statement_timeout_ms`, `lock_timeout_ms` and `acquire_timeout_s` tune the pool; other query
-  parameters (`sslmode`, ...) go to libpq.
+  schema (default "lashstore"; needs the `postgres` extra). `pool_min` (default 1), `pool_max`
+  (16), `acquire_timeout_s` (30: how long an operation waits for a pooled connection),
+  `connect_timeout_s` (5: how long one connection attempt waits; whole seconds, at least 2),
+  `statement_timeout_ms` (30000) and `lock_timeout_ms` (10000) tune the pool; other query
+  parameters (`sslmode`, ...) go to libpq. A server that does not answer raises
+  `StoreUnavailable` (one line: host:port and why) within `connect_timeout_s` when opening,
+  within `acquire_timeout_s + connect_timeout_s` (35 s by default) when it goes away later, and
+  within `connect_timeout_s` while it stays away; when all `pool_max` connections stay in use,
+  `StoreBusy` after `acquire_timeout_s`.
 
 Query parameters set options: `?synchronous=full`, `?blob_profile=compact`,
 `?auto_gc_every_commits=100`, `?compression_level=6`, `?busy_timeout_ms=5000`, `?readonly=1`

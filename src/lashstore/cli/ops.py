@@ -244,7 +244,8 @@ def add_parsers(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None
     p.add_argument("sessions", nargs="*", metavar="SESSION", help="session ids (see `lashstore sessions`)")
     p.add_argument("--all", action="store_true", help="every session")
     p.add_argument("-o", "--output", required=True, metavar="PATH",
-                   help="the file ('-' for stdout); a directory with several sessions or --all")
+                   help="the file ('-' for stdout; a device or FIFO is written to, never replaced); a directory with "
+                        "several sessions or --all")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=run_export)
 

@@ -30,14 +30,28 @@ backend works unchanged):
 
 Every checkpoint is one `commit_runtime_state` (all its new nodes at once) guarded by the head
 revision; a conflict reloads and retries. `prune`, `delete_for_runs` and `copy_thread` read the
-graph and write the result back in one `GraphReplaceFull` / `GraphAppend` commit.
+graph and write the result back in one `GraphReplaceFull` / `GraphAppend` commit. `prune` and
+`delete_for_runs` keep, besides what they are asked to keep, every ancestor (with its pending
+writes) that a kept checkpoint's `DeltaChannel` values are rebuilt from, back to the nearest
+one holding the channel's value; so a pruned thread reads back and goes on exactly as before.
 
 Values are serialised with the saver's `serde` (default: LangGraph's `JsonPlusSerializer`, which
-never unpickles). List items are compared by identity first to recognise an extension (LangGraph's
-reducers keep the old message objects), and the deserialised items of recent lists are cached:
-like LangGraph's own channels, the saver treats checkpointed values as immutable. A node that
-mutates a message object of the state in place, instead of returning an update, is not seen by
-the extension check; pass `cache_lists=False` to deserialise on every read.
+never unpickles). What is stored for a checkpoint is what its values serialise to at `put`, as
+with a saver that stores whole checkpoints (`SqliteSaver`): a list is recognised as an extension
+of the stored one only when its first items serialise to the stored bytes (so a message mutated
+in place, or an item replaced by an equal one of another type, is stored as it now is), and a
+channel whose version did not move is checked the same way. Only bytes are cached (never the
+caller's objects): every read returns newly deserialised values, the same whether this saver or
+a new process reads them. (`cache_lists=False`: list bytes are read from the store every time.)
+The price of that exactness: each `put` serialises every item of the state and each read
+deserialises it, so a turn's CPU grows with the history as with LangGraph's own savers; the
+bytes written per turn stay those of the new items.
+
+A thread deleted by another saver or process: the store refuses any later operation through a
+handle opened before (SessionDeleted), and a commit that finds another incarnation of the
+session (each carries a token in its head config) refuses too; the saver then drops what it
+cached about the thread and does the operation again on a fresh session, so a `put` right after
+the delete leaves just the new checkpoint, self-contained, as `SqliteSaver` would.
 """
 
 from __future__ import annotations
@@ -47,8 +61,8 @@ import concurrent.futures
 import functools
 import hashlib
 import random
+import secrets
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -80,7 +94,14 @@ except ImportError:  # pragma: no cover - older langgraph-checkpoint
 
 
 from ..codec import decode_blob, encode_blob, pack, unpack
-from ..errors import CorruptRecord, HeadRevisionConflict, LashStoreError, SessionNotFound, ValidationError
+from ..errors import (
+    CorruptRecord,
+    HeadRevisionConflict,
+    LashStoreError,
+    SessionNotFound,
+    StoreClosed,
+    ValidationError,
+)
 from ..model.blobs import BlobDescriptor, BlobHint, BlobProfile
 from ..model.session import ActivePath, FullGraph, GraphAppend, GraphNode, GraphReplaceFull, RuntimeCommit
 
@@ -101,7 +122,9 @@ _LATEST_NS = "lgns:"  # + checkpoint ns (not the root); name = "latest"
 _MOVED_NS = "lgmv"  # name = checkpoint node id; content = the node id that replaced it
 _LATEST_KEEP = 8
 _RETRIES = 8
-_RECHECK_S = 1.0  # how often a cached thread checks that its session still exists
+#: Metadata keys under which LangGraph lists the delta channels of a checkpoint (the second is
+#: the name its design notes used before the first release).
+_DELTA_COUNTER_KEYS = ("counters_since_delta_snapshot", "delta_updates_since_snapshot")
 _VALUE_DESC = BlobDescriptor.generic(BlobHint.COMPRESSIBLE)
 
 
@@ -190,10 +213,15 @@ class _LRU:
                     self._size -= self._size_of(v)
 
 
+class _Replaced(Exception):
+    """Internal: the thread's session was deleted (and maybe created again) since this saver
+    cached it; what was cached describes another session."""
+
+
 class _Thread:
     """One thread's open session and what this process knows about its head."""
 
-    __slots__ = ("thread_id", "sid", "store", "lock", "wlock", "rev", "leaf", "latest", "known", "checked")
+    __slots__ = ("thread_id", "sid", "store", "lock", "wlock", "rev", "leaf", "latest", "known", "inc")
 
     def __init__(self, thread_id: str, sid: str, store: Any) -> None:
         self.thread_id = thread_id
@@ -207,7 +235,9 @@ class _Thread:
         self.leaf: str | None = None
         self.latest: list[str] = []
         self.known: set[str] = set()
-        self.checked = time.monotonic()
+        # The session's incarnation: a token the first commit to an empty session puts in the
+        # head config, so a session deleted and created again is told from one that moved on.
+        self.inc: str | None = None
 
 
 class _Plan(NamedTuple):
@@ -228,6 +258,19 @@ class _Candidate:
         self.typed = typed
         self.make = make
         self.also = also  # a node written with this one (a chunk's segment)
+
+
+#: A stored list as its reader sees it: (item count, typed serialised content) of each of its
+#: pieces (segments, then chunks), in list order. Bytes only: no object of the caller's.
+_Pieces = tuple[tuple[int, tuple[str, bytes]], ...]
+
+
+def _count(pieces: _Pieces) -> int:
+    return sum(c for c, _ in pieces)
+
+
+def _pieces_size(pieces: _Pieces) -> int:
+    return sum(len(t[1]) for _, t in pieces) + 64 * len(pieces)
 
 
 class _ChainMeta(NamedTuple):
@@ -283,7 +326,8 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
         self._closed = False
         # Keyed by content-derived ids, so safe to share across threads and calls.
         self._values = _LRU(1 << 20, value_cache_bytes, lambda t: len(t[1]) + 64)
-        self._chains = _LRU(256 if cache_lists else 0)  # chain/segment id -> tuple of all items
+        # chunk id -> the pieces of the whole list ending there (bytes, never live objects)
+        self._chains = _LRU(256 if cache_lists else 0, value_cache_bytes, _pieces_size)
         self._chain_meta = _LRU(4096)  # chunk id -> _ChainMeta
         self._manifests = _LRU(4096)  # (session id, checkpoint node id) -> GraphNode
 
@@ -343,16 +387,12 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
             if th is not None:
                 self._threads.move_to_end(sid)
         if th is not None and not getattr(th.store, "closed", False):
-            # A session deleted through this process closes our handle; one deleted by another
-            # process is noticed here, within a second.
-            now = time.monotonic()
-            if now - th.checked < _RECHECK_S:
-                return th
-            if self.factory.has_session(sid):
-                th.checked = now
-                return th
+            # No check that the session still exists: a handle on a session deleted since (by
+            # this or another process) refuses every later operation with SessionDeleted, and
+            # `_run` then forgets it and starts over on a new one.
+            return th
         if th is not None:
-            self._forget(sid)
+            self._forget(sid, th)
         store = None
         if self.factory.has_session(sid):
             try:
@@ -385,15 +425,49 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
         assert th is not None
         return th
 
-    def _forget(self, sid: str) -> None:
+    def _forget(self, sid: str, only: _Thread | None = None) -> None:
+        """Drop what this saver caches about the session (only when `only` is still the cached
+        thread, if given: another call may have replaced it already)."""
         with self._lock:
-            th = self._threads.pop(sid, None)
-        if th is not None:
-            try:
-                th.store.close()
-            except LashStoreError:
-                pass
+            th = self._threads.get(sid)
+            if th is not None and (only is None or th is only):
+                del self._threads[sid]
+            else:
+                th = None
+        for t in (th,) if th is only else (th, only):
+            if t is not None:
+                try:
+                    t.store.close()
+                except LashStoreError:
+                    pass
         self._manifests.drop(lambda k: k[0] == sid)
+
+    def _run(self, thread_id: Any, create: bool, fn: Callable[[_Thread], Any]) -> Any:
+        """`fn` on the thread's session (None when it has none and `create` is false).
+
+        When the session turns out deleted since this saver cached it (the store raises
+        SessionNotFound or its SessionDeleted, a commit finds another incarnation of the
+        session, or the cached handle was closed under the call), everything cached about it is
+        dropped and `fn` runs again on a newly opened session, as a newly started saver would:
+        so a put after another process deleted the thread writes a fresh, self-contained thread
+        instead of reviving references to the deleted one."""
+        for attempt in range(3):
+            th = self._thread(thread_id, create=create)
+            if th is None:
+                return None
+            try:
+                return fn(th)
+            except (SessionNotFound, _Replaced, StoreClosed) as e:
+                if self._closed:
+                    raise
+                self._forget(th.sid, th)
+                if attempt == 2:
+                    if isinstance(e, _Replaced):
+                        raise LashStoreError(
+                            f"session {th.sid} was deleted or replaced by another writer on every attempt"
+                        ) from None
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _thread_ids(self) -> list[str]:
         n = len(self.session_prefix)
@@ -409,6 +483,7 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
         th.rev = head.head_revision if head is not None else 0
         th.leaf = head.leaf_node_id if head is not None else None
         th.latest = _config_latest(th.sid, head.config if head is not None else None)
+        th.inc = _config_inc(head.config if head is not None else None)
         th.known = set()
 
     def _exists(self, th: _Thread, node_id: str) -> bool:
@@ -419,8 +494,11 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
             return True
         return False
 
-    def _head_config(self, th: _Thread, latest: list[str]) -> dict:
-        return {"kind": "langgraph", "v": 1, "thread_id": th.thread_id, "latest": latest}
+    def _head_config(self, th: _Thread, latest: list[str], inc: str | None) -> dict:
+        config: dict[str, Any] = {"kind": "langgraph", "v": 1, "thread_id": th.thread_id, "latest": latest}
+        if inc is not None:
+            config["inc"] = inc
+        return config
 
     def _commit(self, th: _Thread, build: Callable[[_Thread, bool], _Plan | None]) -> _Plan | None:
         """Append what `build` asks for, guarded by the head revision. After a conflict `build`
@@ -437,17 +515,21 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
                 return None
             if not plan.nodes and plan.leaf == th.leaf and plan.latest == th.latest:
                 return plan
+            known_rev, known_inc = th.rev, th.inc
+            # The first commit to an empty session names its incarnation.
+            inc = known_inc or (secrets.token_hex(8) if not known_rev else None)
             try:
                 result = th.store.commit_runtime_state(
                     RuntimeCommit(
                         session_id=th.sid,
                         expected_head_revision=th.rev,
-                        config=self._head_config(th, plan.latest),
+                        config=self._head_config(th, plan.latest, inc),
                         graph=GraphAppend(plan.nodes, leaf_node_id=plan.leaf),
                     )
                 )
             except HeadRevisionConflict as e:
                 th.rev, last, careful = None, e, True
+                self._check_same_session(th, known_rev, known_inc)
                 continue
             except ValidationError as e:
                 # A node we took for new exists, or a parent went: look at the store, once.
@@ -455,14 +537,26 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
                 if invalid > 1:
                     raise
                 th.rev, last, careful = None, e, True
+                self._check_same_session(th, known_rev, known_inc)
                 continue
-            th.rev, th.leaf, th.latest = result.head_revision, plan.leaf, plan.latest
+            th.rev, th.leaf, th.latest, th.inc = result.head_revision, plan.leaf, plan.latest, inc
             th.known.update(n.node_id for n in plan.nodes)
             if len(th.known) > 200_000:
                 th.known = {n.node_id for n in plan.nodes}
             return plan
         assert last is not None
         raise last
+
+    def _check_same_session(self, th: _Thread, known_rev: int | None, known_inc: str | None) -> None:
+        """After a failed commit: reload the head, and raise `_Replaced` when it belongs to another
+        incarnation of the session than the one this saver had committed to (deleted, and maybe
+        created again, by another saver): what `th` and the caller hold refers to nodes of a
+        session that is gone."""
+        self._reload(th)
+        if not known_rev:  # nothing of ours was committed: nothing cached can be stale
+            return
+        if th.rev < known_rev or th.inc != known_inc:
+            raise _Replaced(th.sid)
 
     # -- encoding ----------------------------------------------------------------------------
     def _seal(self, content: bytes) -> dict:
@@ -479,11 +573,22 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
         return _Candidate(node_id, typed, make)
 
     def _chunk_candidate(
-        self, prev: str | None, meta: _ChainMeta | None, new: list, total: int, items: tuple
-    ) -> tuple[_Candidate, _ChainMeta]:
-        """A chunk of `new` after `prev` (whose chain state is `meta`), and the segment it closes
-        when it is the 32nd of its tail. `items` is the whole list up to and including `new`."""
-        typed = self.serde.dumps_typed(new)
+        self,
+        prev: str | None,
+        meta: _ChainMeta | None,
+        base: _Pieces,
+        value: list,
+        typed: tuple[str, bytes] | None = None,
+    ) -> tuple[_Candidate, _ChainMeta, _Pieces]:
+        """A chunk of the items of `value` after the list ending at `prev` (whose chain state is
+        `meta` and pieces `base`), the segment it closes when it is the 32nd of its tail, and the
+        pieces of the whole new list. `typed`: `value[len(base):]` serialised, when known."""
+        k = _count(base)
+        total = len(value)
+        new = value[k:]
+        if typed is None:
+            typed = self.serde.dumps_typed(new)
+        typed = (typed[0], bytes(typed[1]))
         content = _content(typed)
         ref = _sha(content)
         node_id = _chunk_id(prev, ref)
@@ -506,10 +611,12 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
                 },
             )
 
+        pieces: _Pieces = (*base, (len(new), typed))
         also = None
         if tail >= SEGMENT_CHUNKS:
-            covered = list(items[seg_total:total])
+            covered = value[seg_total:total]
             seg_typed = self.serde.dumps_typed(covered)
+            seg_typed = (seg_typed[0], bytes(seg_typed[1]))
             seg_content = _content(seg_typed)
             seg_id = _segment_id(node_id)
 
@@ -524,7 +631,14 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
                 )
 
             also = _Candidate(seg_id, None, make_segment)
-        return _Candidate(node_id, None, make, also), mine
+            # As a reader will: the segment in place of the chunks it covers.
+            start, i = total, len(pieces)
+            while i > 0 and start > seg_total:
+                i -= 1
+                start -= pieces[i][0]
+            if start == seg_total:
+                pieces = (*pieces[:i], (len(covered), seg_typed))
+        return _Candidate(node_id, None, make, also), mine, pieces
 
     def _open_value(self, node: GraphNode) -> tuple[str, bytes]:
         p = _payload(node, _T_VALUE)
@@ -556,30 +670,32 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
         value: Any,
         prev: list | None,
         out: list[_Candidate],
-        chains: list[tuple[str, tuple, _ChainMeta]],
+        chains: list[tuple[str, _Pieces, _ChainMeta]],
     ) -> list:
-        """The manifest entry for a new channel value; the nodes it needs go to `out`."""
+        """The manifest entry for a new channel value; the nodes it needs go to `out`.
+
+        A list extends the list of `prev` (one chunk of the new items) only when its first items
+        serialise to exactly the bytes stored for that list: an item mutated in place since, or
+        replaced by an equal item of another type (0.0 for 0, True for 1), starts a new chain."""
         if type(value) is list and value:
             if prev is not None and prev[1] == "l":
                 prev_id, k = prev[2], prev[3]
                 try:
-                    items, meta = self._chain(th, prev_id, k, None)
+                    pieces, meta = self._chain(th, prev_id, k, None)
                 except CorruptRecord:
-                    items = meta = None  # the previous chain is gone: start a new one
-                if items is not None and meta is not None and len(value) >= k and _extends(value, items):
+                    pieces = meta = None  # the previous chain is gone: start a new one
+                if pieces is not None and meta is not None and len(value) >= k and self._same_items(value, pieces):
                     if len(value) == k:
                         return [version, "l", prev_id, k]
-                    full = tuple(value)
-                    cand, mine = self._chunk_candidate(prev_id, meta, value[k:], len(value), full)
+                    cand, mine, grown = self._chunk_candidate(prev_id, meta, pieces, value)
                     out.append(cand)
-                    chains.append((cand.node_id, full, mine))
+                    chains.append((cand.node_id, grown, mine))
                     return [version, "l", cand.node_id, len(value)]
             typed = self.serde.dumps_typed(value)
             if len(typed[1]) >= self.inline_limit or (prev is not None and prev[1] == "l"):
-                full = tuple(value)
-                cand, mine = self._chunk_candidate(None, None, value, len(value), full)
+                cand, mine, grown = self._chunk_candidate(None, None, (), value, typed)
                 out.append(cand)
-                chains.append((cand.node_id, full, mine))
+                chains.append((cand.node_id, grown, mine))
                 return [version, "l", cand.node_id, len(value)]
             return [version, "i", typed[0], typed[1]]
         typed = self.serde.dumps_typed(value)
@@ -601,26 +717,26 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
         self._values.put(node_id, typed)
         return typed
 
-    def _chain(self, th: _Thread, chain_id: str, total: int, lookup: dict | None) -> tuple[tuple, _ChainMeta | None]:
-        """All items of the list ending at chunk `chain_id`, and the chunk's chain state."""
-        items = self._chains.get(chain_id)
+    def _chain(self, th: _Thread, chain_id: str, total: int, lookup: dict | None) -> tuple[_Pieces, _ChainMeta | None]:
+        """The pieces of the list ending at chunk `chain_id`, and the chunk's chain state."""
+        pieces = self._chains.get(chain_id)
         meta = self._chain_meta.get(chain_id)
-        if items is not None and meta is not None:
-            return items, meta
-        if items is not None and lookup is None:  # only the chain state is missing
+        if pieces is not None and meta is not None:
+            return pieces, meta
+        if pieces is not None and lookup is None:  # only the chain state is missing
             node = th.store.load_node(chain_id)
             if node is None:
                 raise CorruptRecord("langgraph list", chain_id, f"missing from session {th.sid}")
             p = _payload(node, _T_CHUNK)
             meta = _ChainMeta(p["tl"], p["g"], p["gk"])
             self._chain_meta.put(chain_id, meta)
-            return items, meta
+            return pieces, meta
         if lookup is None:
             read = th.store.load_session(ActivePath(leaf_node_id=chain_id))
             lookup = {} if read is None else {n.node_id: n for n in read.graph.nodes}
         # Walk up the graph (chunks, then segments) to the start or to a node whose list is cached.
         path: list[tuple[dict, tuple[str, bytes]]] = []
-        base: tuple = ()
+        base: _Pieces = ()
         cur: str | None = chain_id
         while cur is not None:
             if path:
@@ -636,20 +752,63 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
             cur = node.parent_node_id
         head = path[0][0]
         meta = _ChainMeta(head["tl"], head["g"], head["gk"]) if head["t"] == _T_CHUNK else None
-        if items is None:
+        if pieces is None:
             out = list(base)
+            n = _count(base)
             for p, typed in reversed(path):
-                part = self.serde.loads_typed(typed)
-                if len(part) != p["c"] or len(out) + len(part) != p["k"]:
+                if n + p["c"] != p["k"]:
                     raise CorruptRecord("langgraph list", chain_id, "item counts do not add up")
-                out.extend(part)
-            if len(out) != total:
-                raise CorruptRecord("langgraph list", chain_id, f"holds {len(out)} items, expected {total}")
-            items = tuple(out)
-            self._chains.put(chain_id, items)
+                out.append((p["c"], typed))
+                n += p["c"]
+            if n != total:
+                raise CorruptRecord("langgraph list", chain_id, f"holds {n} items, expected {total}")
+            pieces = tuple(out)
+            self._chains.put(chain_id, pieces)
         if meta is not None:
             self._chain_meta.put(chain_id, meta)
-        return items, meta
+        return pieces, meta
+
+    def _list_items(self, chain_id: str, pieces: _Pieces) -> list:
+        """A new list of newly deserialised items: nothing a caller may mutate is shared with
+        the cache or with what another read returned."""
+        out: list = []
+        for count, typed in pieces:
+            part = self.serde.loads_typed(typed)
+            if not isinstance(part, list) or len(part) != count:
+                raise CorruptRecord("langgraph list", chain_id, "a piece does not hold the items it counts")
+            out.extend(part)
+        return out
+
+    def _same_items(self, value: list, pieces: _Pieces) -> bool:
+        """Whether the first items of `value` serialise, piece by piece, to the stored bytes:
+        what would be stored is compared, not identity or `==` (an item mutated in place, or an
+        equal item of another type, differs)."""
+        pos = 0
+        for count, (type_, data) in pieces:
+            t, b = self.serde.dumps_typed(value[pos : pos + count])
+            if t != type_ or bytes(b) != data:
+                return False
+            pos += count
+        return True
+
+    def _unchanged(self, th: _Thread, entry: list, value: Any) -> bool:
+        """Whether `value` serialises to what the manifest entry `entry` stores (a channel whose
+        version did not move may still have been mutated in place)."""
+        kind = entry[1]
+        if kind == "l":
+            if type(value) is not list or len(value) != entry[3]:
+                return False
+            try:
+                pieces, _ = self._chain(th, entry[2], entry[3], None)
+            except CorruptRecord:
+                return False
+            return self._same_items(value, pieces)
+        if kind == "i":
+            t, b = self.serde.dumps_typed(value)
+            return t == entry[2] and bytes(b) == bytes(entry[3])
+        if kind == "v":
+            return "v:" + _sha(_content(self.serde.dumps_typed(value))) == entry[2]
+        return False  # "e": no value was stored
 
     def _resolve(self, th: _Thread, ns: str, checkpoint_id: str) -> GraphNode | None:
         base = _cp_node_id(ns, checkpoint_id)
@@ -740,7 +899,7 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
             elif kind == "v":
                 values[ch] = self.serde.loads_typed(self._typed_value(th, e[2], lookup))
             elif kind == "l":
-                values[ch] = list(self._chain(th, e[2], e[3], lookup)[0])
+                values[ch] = self._list_items(e[2], self._chain(th, e[2], e[3], lookup)[0])
             elif kind != "e":
                 raise CorruptRecord("langgraph checkpoint", node.node_id, f"channel {ch!r} has kind {kind!r}")
         parent = p.get("parent")
@@ -768,15 +927,14 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
     # -- the checkpointer interface ----------------------------------------------------------
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         conf = config["configurable"]
-        th = self._thread(conf["thread_id"], create=False)
-        if th is None:
-            return None
         ns = conf.get("checkpoint_ns") or ""
         cid = get_checkpoint_id(config)
-        node = self._resolve(th, ns, cid) if cid else self._latest(th, ns)
-        if node is None:
-            return None
-        return self._tuple(th, node)
+
+        def read(th: _Thread) -> CheckpointTuple | None:
+            node = self._resolve(th, ns, cid) if cid else self._latest(th, ns)
+            return None if node is None else self._tuple(th, node)
+
+        return self._run(conf["thread_id"], False, read)
 
     def list(
         self,
@@ -786,56 +944,93 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
+        """Checkpoints newest first (by checkpoint id, as LangGraph's SQL savers order them):
+        of one thread when `config` names one, else of every thread in one order, so
+        `list(None, limit=N)` is the N newest of the whole deployment."""
         conf = (config or {}).get("configurable") or {}
-        if conf.get("thread_id") is not None:
-            thread_ids = [str(conf["thread_id"])]
-        else:
-            thread_ids = self._thread_ids()
         ns_filter = conf.get("checkpoint_ns")
         cid_filter = conf.get("checkpoint_id")
         before_id = get_checkpoint_id(before) if before else None
         remaining = limit
-        for tid in thread_ids:
-            if remaining is not None and remaining <= 0:
+        if remaining is not None and remaining <= 0:
+            return
+
+        def wanted(node: GraphNode) -> tuple[bool, Any]:
+            if not filter:
+                return True, None
+            metadata = self.serde.loads_typed(tuple(node.payload["md"]))
+            return all(metadata.get(k) == v for k, v in filter.items()), metadata
+
+        if conf.get("thread_id") is not None:
+            got = self._run(conf["thread_id"], False, lambda th: self._listing(th, ns_filter, cid_filter, before_id, True))
+            if got is None:
                 return
-            th = self._thread(tid, create=False)
-            if th is None:
-                continue
-            read = th.store.load_session(FullGraph())
-            if read is None:
-                continue
-            lookup = {n.node_id: n for n in read.graph.nodes}
-            found: dict[tuple[str, str], GraphNode] = {}
-            for n in read.graph.nodes:
-                p = n.payload
-                if not (isinstance(p, dict) and p.get("t") == _T_CP):
-                    continue
-                key = (p["ns"], p["id"])
-                if ns_filter is not None and key[0] != ns_filter:
-                    continue
-                if cid_filter and key[1] != cid_filter:
-                    continue
-                if before_id and key[1] >= before_id:
-                    continue
-                found[key] = n  # insertion order: a replacement comes after what it replaced
-            if not found:
-                continue
-            index: dict[str, list] = {}
-            for row in th.store.list_artifacts():
-                if row[0].startswith(_WRITES_NS):
-                    index.setdefault(row[0], []).append(row)
+            listed, found, lookup, index = got
             for key in sorted(found, key=lambda k: (k[1], k[0]), reverse=True):
-                node = found[key]
-                metadata = None
-                if filter:
-                    metadata = self.serde.loads_typed(tuple(node.payload["md"]))
-                    if not all(metadata.get(k) == v for k, v in filter.items()):
-                        continue
+                ok, metadata = wanted(found[key])
+                if not ok:
+                    continue
+                tup = self._run(conf["thread_id"], False, lambda th: self._tuple(
+                    th, found[key], lookup=lookup, index=index if th is listed else None, metadata=metadata
+                ))
+                if tup is None:  # the thread was deleted while listed: nothing more of it
+                    return
+                yield tup
                 if remaining is not None:
+                    remaining -= 1
                     if remaining <= 0:
                         return
-                    remaining -= 1
-                yield self._tuple(th, node, lookup=lookup, index=index, metadata=metadata)
+            return
+
+        rows: list[tuple[str, str, str, GraphNode]] = []
+        for tid in self._thread_ids():
+            got = self._run(tid, False, lambda th: self._listing(th, ns_filter, cid_filter, before_id, False))
+            if got is not None:
+                rows.extend((cid, tid, ns, node) for (ns, cid), node in got[1].items())
+        rows.sort(key=lambda r: r[:3], reverse=True)
+        for _, tid, _, node in rows:
+            ok, metadata = wanted(node)
+            if not ok:
+                continue
+            tup = self._run(tid, False, lambda th: self._tuple(th, node, metadata=metadata))
+            if tup is None:  # the thread was deleted since
+                continue
+            yield tup
+            if remaining is not None:
+                remaining -= 1
+                if remaining <= 0:
+                    return
+
+    def _listing(
+        self, th: _Thread, ns_filter: str | None, cid_filter: str | None, before_id: str | None, full: bool
+    ) -> tuple[_Thread, dict[tuple[str, str], GraphNode], dict | None, dict | None] | None:
+        """The thread's checkpoint manifests passing the filters, by (ns, id); with `full`, also
+        every node by id and the pending-writes artifacts by namespace, to build tuples from."""
+        read = th.store.load_session(FullGraph())
+        if read is None:
+            return None
+        found: dict[tuple[str, str], GraphNode] = {}
+        for n in read.graph.nodes:
+            p = n.payload
+            if not (isinstance(p, dict) and p.get("t") == _T_CP):
+                continue
+            key = (p["ns"], p["id"])
+            if ns_filter is not None and key[0] != ns_filter:
+                continue
+            if cid_filter and key[1] != cid_filter:
+                continue
+            if before_id and key[1] >= before_id:
+                continue
+            found[key] = n  # insertion order: a replacement comes after what it replaced
+        if not found:
+            return None
+        if not full:
+            return th, found, None, None
+        index: dict[str, list] = {}
+        for row in th.store.list_artifacts():
+            if row[0].startswith(_WRITES_NS):
+                index.setdefault(row[0], []).append(row)
+        return th, found, {n.node_id: n for n in read.graph.nodes}, index
 
     def put(
         self,
@@ -862,10 +1057,24 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
         }
         values = checkpoint.get("channel_values") or {}
         versions = checkpoint.get("channel_versions") or {}
-        th = self._thread(conf["thread_id"], create=True)
-        assert th is not None
+        return self._run(
+            conf["thread_id"], True,
+            lambda th: self._put(th, ns, cid, parent_cid, fixed, values, versions, new_versions),
+        )
+
+    def _put(
+        self,
+        th: _Thread,
+        ns: str,
+        cid: str,
+        parent_cid: str | None,
+        fixed: dict,
+        values: dict,
+        versions: dict,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
         base = _cp_node_id(ns, cid)
-        chains: list[tuple[str, tuple, _ChainMeta]] = []
+        chains: list[tuple[str, _Pieces, _ChainMeta]] = []
         cands: list[_Candidate] = []
         with th.lock:
             parent = self._manifest(th, ns, parent_cid) if parent_cid else None
@@ -876,6 +1085,11 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
                 if ch not in new_versions:
                     pe = pch.get(ch)
                     if pe is not None and pe[0] == ver:
+                        # The version did not move, but the value may have been mutated in place:
+                        # store what it serialises to now, as a saver storing whole checkpoints does.
+                        if ch in values and not self._unchanged(th, pe, values[ch]):
+                            entries[ch] = self._encode_value(th, ver, values[ch], pe, cands, chains)
+                            continue
                         entries[ch] = pe
                         if pe[1] in ("v", "l"):
                             inherited.append(ch)
@@ -952,8 +1166,8 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
         for c in cands:
             if c.typed is not None:
                 self._values.put(c.node_id, c.typed)
-        for chain_id, items, meta in chains:
-            self._chains.put(chain_id, items)
+        for chain_id, pieces, meta in chains:
+            self._chains.put(chain_id, pieces)
             self._chain_meta.put(chain_id, meta)
         return {"configurable": {"thread_id": th.thread_id, "checkpoint_ns": ns, "checkpoint_id": cid}}
 
@@ -978,28 +1192,30 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
                 records.append([idx, channel, task_path, "v", cand.node_id, None])
             else:
                 records.append([idx, channel, task_path, "i", typed[0], typed[1]])
-        th = self._thread(conf["thread_id"], create=True)
-        assert th is not None
-        if cands:
-            with th.lock:
-
-                def build(th: _Thread, careful: bool) -> _Plan:
-                    nodes = [
-                        c.make() for c in cands
-                        if not (c.node_id in th.known or (careful and self._exists(th, c.node_id)))
-                    ]
-                    return _Plan(nodes, th.leaf, th.latest)
-
-                self._commit(th, build)
-            for c in cands:
-                self._values.put(c.node_id, c.typed)
         name = str(task_id) or "-"
         wns = _WRITES_NS + _cp_node_id(ns, cid)
-        with th.wlock:
-            old = th.store.get_artifact(name, namespace=wns)
-            merged = _merge_writes(_decode_writes(f"{wns}/{name}", old) if old is not None else [], records)
-            if merged is not None:
-                th.store.put_artifact(name, pack(merged), namespace=wns)
+
+        def write(th: _Thread) -> None:
+            if cands:
+                with th.lock:
+
+                    def build(th: _Thread, careful: bool) -> _Plan:
+                        nodes = [
+                            c.make() for c in cands
+                            if not (c.node_id in th.known or (careful and self._exists(th, c.node_id)))
+                        ]
+                        return _Plan(nodes, th.leaf, th.latest)
+
+                    self._commit(th, build)
+                for c in cands:
+                    self._values.put(c.node_id, c.typed)
+            with th.wlock:
+                old = th.store.get_artifact(name, namespace=wns)
+                merged = _merge_writes(_decode_writes(f"{wns}/{name}", old) if old is not None else [], records)
+                if merged is not None:
+                    th.store.put_artifact(name, pack(merged), namespace=wns)
+
+        self._run(conf["thread_id"], True, write)
 
     def delete_thread(self, thread_id: str) -> None:
         sid = self._sid(str(thread_id))
@@ -1018,9 +1234,9 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
         if not runs:
             return
         for tid in self._thread_ids():
-            th = self._thread(tid, create=False)
-            if th is not None:
-                self._rewrite(th, lambda cps: {n.node_id for n in cps if n.payload.get("run") in runs})
+            self._run(tid, False, lambda th: self._rewrite(th, lambda cps: {
+                n.node_id for n in cps if n.payload.get("run") in runs
+            }))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         if strategy not in ("keep_latest", "delete"):
@@ -1039,30 +1255,32 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
             if strategy == "delete":
                 self.delete_thread(tid)
                 continue
-            th = self._thread(tid, create=False)
-            if th is not None:
-                self._rewrite(th, all_but_latest)
+            self._run(tid, False, lambda th: self._rewrite(th, all_but_latest))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        src = self._thread(source_thread_id, create=False)
-        if src is None:
+        def read_source(src: _Thread) -> Any:
+            read = src.store.load_session(FullGraph())
+            if read is None:
+                return None
+            nodes = [n for n in read.graph.nodes if _ours(n)]
+            if not nodes:
+                return None
+            blobs: dict[tuple[str, str], bytes] = {}
+            for ns, name, ref in src.store.list_artifacts():
+                if ns.startswith((_WRITES_NS, _LATEST_NS)) or ns == _MOVED_NS:
+                    data = src.store.get_blob(ref)
+                    if data is None:
+                        raise CorruptRecord("langgraph artifact", f"{src.sid}/{ns}/{name}", "blob missing")
+                    blobs[(ns, name)] = data
+            return read, nodes, _config_latest(src.sid, read.config), blobs
+
+        got = self._run(source_thread_id, False, read_source)
+        if got is None:
             return
-        read = src.store.load_session(FullGraph())
-        if read is None:
-            return
-        nodes = [n for n in read.graph.nodes if _ours(n)]
-        if not nodes:
-            return
-        src_latest = _config_latest(src.sid, read.config)
-        blobs: dict[tuple[str, str], bytes] = {}
-        for ns, name, ref in src.store.list_artifacts():
-            if ns.startswith((_WRITES_NS, _LATEST_NS)) or ns == _MOVED_NS:
-                data = src.store.get_blob(ref)
-                if data is None:
-                    raise CorruptRecord("langgraph artifact", f"{src.sid}/{ns}/{name}", "blob missing")
-                blobs[(ns, name)] = data
-        dst = self._thread(target_thread_id, create=True)
-        assert dst is not None
+        read, nodes, src_latest, blobs = got
+        self._run(target_thread_id, True, lambda dst: self._copy_into(dst, read, nodes, src_latest, blobs))
+
+    def _copy_into(self, dst: _Thread, read: Any, nodes: list[GraphNode], src_latest: list[str], blobs: dict) -> None:
         with dst.lock, dst.wlock:
             # Subgraph latest pointers first, as put does, merged with what the target has.
             for (ns, name), data in blobs.items():
@@ -1100,8 +1318,9 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
                     dst.store.put_artifact(name, data, namespace=ns)
 
     def _rewrite(self, th: _Thread, doomed_of: Callable[[list[GraphNode]], set[str]]) -> None:
-        """Drop the checkpoints `doomed_of` names, with their writes and every value or list node
-        that no kept checkpoint or write reaches, in one `GraphReplaceFull` commit."""
+        """Drop the checkpoints `doomed_of` names, except those a kept checkpoint's delta
+        channels are rebuilt from (see `_delta_sources`), with their writes and every value or
+        list node that no kept checkpoint or write reaches, in one `GraphReplaceFull` commit."""
         with th.lock, th.wlock:
             for _ in range(_RETRIES):
                 read = th.store.load_session(FullGraph())
@@ -1111,6 +1330,8 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
                 lookup = {n.node_id: n for n in nodes}
                 cps = [n for n in nodes if isinstance(n.payload, dict) and n.payload.get("t") == _T_CP]
                 doomed = doomed_of(cps)
+                if doomed:
+                    doomed -= self._delta_sources(cps, doomed)
                 if not doomed:
                     return
                 kept = [n for n in cps if n.node_id not in doomed]
@@ -1167,13 +1388,14 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
                         RuntimeCommit(
                             session_id=th.sid,
                             expected_head_revision=read.head_revision,
-                            config=self._head_config(th, latest),
+                            config=self._head_config(th, latest, _config_inc(read.config)),
                             graph=GraphReplaceFull(survivors, leaf_node_id=leaf if leaf in ids else None),
                         )
                     )
                 except HeadRevisionConflict:
                     continue
                 th.rev, th.leaf, th.latest, th.known = result.head_revision, leaf if leaf in ids else None, latest, ids
+                th.inc = _config_inc(read.config)
                 for ns, name, _ in artifacts:
                     if ns.startswith(_LATEST_NS):
                         left = sorted(set(by_ns.get(ns[len(_LATEST_NS) :], ())), reverse=True)
@@ -1184,6 +1406,61 @@ class LashstoreSaver(BaseCheckpointSaver[str]):
                 self._manifests.drop(lambda k: k[0] == th.sid)
                 return
             raise LashStoreError(f"session {th.sid}: the rewrite kept conflicting with other writers")
+
+    def _delta_sources(self, cps: list[GraphNode], doomed: set[str]) -> set[str]:
+        """Of the checkpoints in `doomed`, those that a kept checkpoint's delta channels are
+        rebuilt from.
+
+        A `DeltaChannel` stores its value only now and then (a `_DeltaSnapshot`); in between, a
+        checkpoint holds no value for it, and LangGraph rebuilds it by walking the parent chain
+        (`get_delta_channel_history`), replaying each ancestor's pending writes, back to the
+        nearest ancestor that holds a value. So every ancestor on that walk, with its writes,
+        must stay: for each kept checkpoint and each delta channel it has a version of but no
+        value for, the parents up to and including the first that holds a value. Kept that way,
+        an ancestor is kept checkpoint too, and is followed in turn. The delta channels are
+        those LangGraph counts in the checkpoints' metadata (`counters_since_delta_snapshot`);
+        a thread without them is pruned as before."""
+        delta: dict[str, set[str]] = {}
+        for n in cps:
+            md = self.serde.loads_typed(tuple(n.payload["md"]))
+            for key in _DELTA_COUNTER_KEYS:
+                counters = md.get(key) if isinstance(md, dict) else None
+                if isinstance(counters, dict) and counters:
+                    delta.setdefault(n.payload["ns"], set()).update(str(c) for c in counters)
+        if not delta:
+            return set()
+        by_key: dict[tuple[str, str], GraphNode] = {}
+        for n in cps:
+            by_key[(n.payload["ns"], n.payload["id"])] = n  # a replacement comes after what it replaced
+
+        def has_value(n: GraphNode, ch: str) -> bool:
+            e = n.payload["ch"].get(ch)
+            return e is not None and e[1] in ("i", "v", "l")
+
+        rescued: set[str] = set()
+        walked: dict[str, list[frozenset[str]]] = {}
+        work = [n for n in cps if n.node_id not in doomed]
+        while work:
+            n = work.pop()
+            channels = delta.get(n.payload["ns"])
+            if not channels:
+                continue
+            versions = self.serde.loads_typed(tuple(n.payload["cp"])).get("channel_versions") or {}
+            need = frozenset(ch for ch in channels if ch in versions and not has_value(n, ch))
+            cur = n
+            while need and cur.payload.get("parent"):
+                up = by_key.get((cur.payload["ns"], cur.payload["parent"]))
+                if up is None:  # the chain was already cut: nothing further can be rebuilt from
+                    break
+                if any(need <= w for w in walked.get(up.node_id, ())):
+                    break  # a walk with these channels went on from here already
+                walked.setdefault(up.node_id, []).append(need)
+                if up.node_id in doomed and up.node_id not in rescued:
+                    rescued.add(up.node_id)
+                    work.append(up)
+                need = frozenset(ch for ch in need if not has_value(up, ch))
+                cur = up
+        return rescued
 
     def get_next_version(self, current: Any, channel: None) -> Any:
         if current is None:
@@ -1260,13 +1537,9 @@ def _config_latest(sid: str, config: Any) -> list[str]:
     return latest
 
 
-def _extends(value: list, items: tuple) -> bool:
-    """Whether `value` starts with `items`: identity first (LangGraph's reducers keep the old
-    message objects), equality otherwise; a comparison that raises counts as different."""
-    try:
-        return tuple(value[: len(items)]) == items
-    except Exception:
-        return False
+def _config_inc(config: Any) -> str | None:
+    inc = config.get("inc") if isinstance(config, dict) else None
+    return inc if isinstance(inc, str) else None
 
 
 def _decode_writes(key: str, data: bytes) -> list[list]:

@@ -247,9 +247,10 @@ class Database:
     def _connect_readonly(self, busy_timeout_ms: int) -> sqlite3.Connection:
         """A read-only connection: it never creates, converts or migrates anything.
 
-        A WAL database needs its `-shm` file to be read; on a read-only directory or mount where
-        it does not exist and cannot be made, the file is opened `immutable` instead, which is
-        exact when no `-wal` file holds commits (the store was closed cleanly)."""
+        A WAL database needs its `-shm` file to be read; where it does not exist and cannot be
+        made (a read-only directory or mount, a full disk), the file is opened `immutable` instead,
+        which is exact when no `-wal` file holds commits (the store was closed cleanly, so no
+        writer has it open)."""
         path = Path(self.path)
         if not path.is_file():
             raise StoreUnavailable(f"open {self.path}: no such database file")
@@ -261,16 +262,15 @@ class Database:
         except sqlite3.OperationalError as e:
             conn.close()
             code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
-            if code not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+            if code not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL):
                 raise
-            if not _read_only_dir(str(path.parent)):
-                raise
+            # The -shm cannot be made (a read-only location, a full disk).
             wal = Path(f"{self.path}-wal")
             if wal.exists() and wal.stat().st_size > 0:
                 raise StoreReadOnly(
-                    f"open {self.path}: the store is on a read-only location and was not closed cleanly (its "
-                    f"{wal.name} holds commits that cannot be read without a {path.name}-shm file); copy the "
-                    "store to a writable location to read it"
+                    f"open {self.path}: the store was not closed cleanly (its {wal.name} holds commits) and "
+                    f"its {path.name}-shm file cannot be made here ({e}); reading it needs write access to "
+                    "its directory, or a copy of the store on writable storage"
                 ) from None
         self.immutable = True
         return _connect(f"{uri}?mode=ro&immutable=1", True, busy_timeout_ms)
@@ -307,8 +307,11 @@ class Database:
                         "AND name NOT LIKE 'sqlite_%'"
                     )
                 }
-            finally:
-                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
         except sqlite3.DatabaseError as e:
             raise translate(e, f"open {self.path}", self.path) from e
         if version == 0:
