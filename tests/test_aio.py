@@ -71,3 +71,48 @@ def test_async_host_events_and_effects(tmp_path):
             return sub.handle, len(first), len(again), a, b, len(calls)
 
     assert asyncio.run(main()) == ("trigger:1", 1, 0, {"ok": True}, {"ok": True}, 1)
+
+
+def _protocol_members(proto):
+    return {n: m for base in proto.__mro__ if getattr(base, "_is_protocol", False)
+            for n, m in vars(base).items() if not n.startswith("_") and (callable(m) or isinstance(m, property))}
+
+
+def test_every_protocol_method_has_an_awaitable_twin_with_its_signature():
+    import inspect
+
+    from lashstore import aio
+    from lashstore.contracts import CAPABILITIES, Storage
+
+    for proto in CAPABILITIES:
+        if proto is Storage:
+            continue  # the operations' view of a deployment, not a store
+        twin = aio.TWINS[proto]
+        for name, member in _protocol_members(proto).items():
+            got = getattr(twin, name, None)
+            assert got is not None, f"{twin.__name__} lacks {name}"
+            if isinstance(member, property):
+                assert isinstance(got, property), f"{twin.__name__}.{name} is not a property"
+                continue
+            assert inspect.iscoroutinefunction(got), f"{twin.__name__}.{name} is not awaitable"
+            assert inspect.signature(got) == inspect.signature(member), f"{twin.__name__}.{name} signature differs"
+
+
+def test_everything_public_is_in_a_protocol(tmp_path):
+    """What a backend exposes publicly is in the contract (so aio and every backend have it)."""
+    from lashstore.contracts import (
+        EffectStore,
+        HostEventStore,
+        ProcessRegistry,
+        SessionStore,
+        SessionStoreFactory,
+    )
+
+    with lashstore.open(str(tmp_path / "s")) as dep:
+        objects = [(dep.sessions.create_store("x"), SessionStore), (dep.sessions, SessionStoreFactory),
+                   (dep.processes, ProcessRegistry), (dep.host_events, HostEventStore), (dep.effects, EffectStore)]
+        for obj, proto in objects:
+            public = {n for n in dir(type(obj)) if not n.startswith("_")}
+            declared = set(_protocol_members(proto))
+            extra = public - declared
+            assert not extra, f"{type(obj).__name__} exposes {sorted(extra)} outside {proto.__name__}"

@@ -152,7 +152,7 @@ def test_verify_exit_statuses(demo, capsys):
     assert report["ok"] and report["problems"] == []
     rc, out, _ = run(capsys, "--store", demo, "verify")
     assert rc == EXIT_OK and "no damage found" in out
-    path = lashstore.open(demo).sessions.path_for_session("demo-session")
+    path = lashstore.open(demo).storage.session_path("demo-session")
     conn = sqlite3.connect(path)
     conn.execute("UPDATE graph_nodes SET body = x'c1' WHERE node_id = 't02-tool'")
     conn.commit()
@@ -210,15 +210,15 @@ def test_migrate_reports_versions_before_and_after(tmp_path, capsys):
     store = tmp_path / "store"
     with lashstore.open(str(store)) as dep:
         dep.sessions.create_store("new").close()
-        path = dep.sessions.path_for_session("old")
+        path = Path(dep.storage.session_path("old"))
     Database(path, kind=KIND, migrations=MIGRATIONS[:1]).close()
     dry = run_json(capsys, "--store", str(store), "migrate", "--dry-run")
     by_name = {Path(f["path"]).name: f for f in dry["files"]}
     assert by_name[path.name]["before"] == 1 and dry["migrated"] == 1
-    assert lashstore.backends.sqlite.maintenance.schema_version(path)[0] == 1
+    assert lashstore.backends.sqlite.deployment.schema_version(path)[0] == 1
     rc, out, _ = run(capsys, "--store", str(store), "migrate")
     assert rc == EXIT_OK and "migrated 1 of 2 files" in out
-    assert lashstore.backends.sqlite.maintenance.schema_version(path)[0] == LATEST
+    assert lashstore.backends.sqlite.deployment.schema_version(path)[0] == LATEST
     again = run_json(capsys, "--store", str(store), "migrate")
     assert again["migrated"] == 0 and all(f["before"] == f["after"] == LATEST for f in again["files"])
 

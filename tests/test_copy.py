@@ -21,8 +21,6 @@ from lashstore.backends.postgres import PostgresSessionStoreFactory
 from lashstore.backends.postgres.effects import PostgresEffectStore
 from lashstore.backends.postgres.host_events import PostgresHostEventStore
 from lashstore.backends.postgres.processes import PostgresProcessRegistry
-from lashstore.backends.sqlite.transfer import SqliteTransferEndpoint
-from lashstore.backends.transfer import DEPLOYMENT_TABLES, SESSION_TABLES
 from lashstore.cli import copy as copy_cli
 from lashstore.errors import ValidationError
 from lashstore.model.attachments import AttachmentIntent
@@ -42,6 +40,7 @@ from lashstore.model.session import FullGraph, GraphAppend, TokenLedgerEntry, To
 from lashstore.testing.postgres import fresh_schema
 from lashstore.testing.session_suite import node, runtime_commit, tool_state
 from postgres_support import postgres_url  # noqa: F401 - the fixture
+from reference import sqlite_rows
 
 
 def _populate(root) -> None:
@@ -110,29 +109,18 @@ def _populate(root) -> None:
         fx.begin(("turn", "beta/t1"), "in-flight", {"n": 1})  # claimed, never finished
 
 
-def _dump(endpoint) -> dict:
-    out = {"sessions": {}, "tables": {}, "blobs": {}}
-    for sid in endpoint.session_ids():
-        rows = endpoint.read_session(sid)
-        out["sessions"][sid] = rows
-        refs = endpoint.session_blob_refs(sid, rows)
-        out["blobs"][sid] = {b[0]: b for b in endpoint.read_blobs(sid, refs)}
-    for t in DEPLOYMENT_TABLES:
-        out["tables"][t] = endpoint.read_table(t)
-    out["counters"] = endpoint.read_counters()
+def _dump(root) -> dict:
+    """Every row of the SQLite deployment at `root`, read with sqlite3 alone (the oracle)."""
+    out: dict = {"sessions": {}, "blobs": {}}
+    with lashstore.open(f"sqlite:///{root}", readonly=True) as dep:
+        for summary in dep.sessions.list_sessions():
+            sid = summary.session_id
+            rows = sqlite_rows.session_rows(dep.storage.session_path(sid), sid)
+            out["blobs"][sid] = {b[0]: b for b in rows.pop("blobs")}
+            out["sessions"][sid] = rows
+    out["tables"] = sqlite_rows.registry_rows(root)
+    out["counters"] = sqlite_rows.counters(root)
     return out
-
-
-def _reachable(rows: dict, blobs: dict) -> set[str]:
-    from lashstore.backends.common import check_stored_blob, decode_manifest
-    from lashstore.backends.transfer import session_blob_roots
-    from lashstore.rules.gc import mark_reachable
-
-    def load(ref: str):
-        b = blobs.get(ref)
-        return None if b is None else decode_manifest(ref, check_stored_blob(ref, b[1], b[2], b[3], b[5]))
-
-    return mark_reachable(*session_blob_roots(rows), load) & set(blobs)
 
 
 def _cli(*argv: str) -> int:
@@ -154,25 +142,21 @@ def test_sqlite_to_postgres_to_sqlite_round_trip(tmp_path, postgres_url, capsys)
     assert "verified" in out and "sessions" in out
     assert _cli(pg, f"sqlite:///{back_dir}", "--json") == 0
 
-    source = SqliteTransferEndpoint(src_dir)
-    final = SqliteTransferEndpoint(back_dir)
-    a, b = _dump(source), _dump(final)
+    a, b = _dump(src_dir), _dump(back_dir)
     assert sorted(a["sessions"]) == ["beta", "chat/alpha", "gamma"]
     for sid, rows in a["sessions"].items():
-        for table in (*SESSION_TABLES, "queued_work_items"):
-            assert b["sessions"][sid][table] == rows[table], f"{sid}: {table} changed in the round trip"
+        for table, got in b["sessions"][sid].items():
+            assert got == rows[table], f"{sid}: {table} changed in the round trip"
         # Every reachable blob came back, byte for byte; unreachable ones (the orphan put_blob,
-        # older checkpoints) stayed in postgres, where the next gc collects them.
-        assert set(b["blobs"][sid]) == _reachable(rows, a["blobs"][sid])
+        # older checkpoints) stayed behind, where the next gc collects them.
+        assert set(b["blobs"][sid]) == sqlite_rows.reachable({**rows, "blobs": list(a["blobs"][sid].values())})
         assert len(a["blobs"][sid]) > len(b["blobs"][sid])
         for ref, blob in b["blobs"][sid].items():
             assert blob == a["blobs"][sid][ref]
     assert a["tables"] == b["tables"]
-    assert all(a["tables"][t] for t in DEPLOYMENT_TABLES), "the fixture should fill every deployment table"
+    assert all(a["tables"].values()), "the fixture should fill every registry table"
     for name in ("fencing", "subscription", "occurrence", "delivery"):
         assert b["counters"][name] >= a["counters"][name]
-    source.close()
-    final.close()
 
     # The stores answer the same through the public API, on all three deployments.
     db = pg

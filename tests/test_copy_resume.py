@@ -36,6 +36,22 @@ def _copy_then_die(source: str, destination: str, after: int) -> None:
     ops.copy(source, destination, progress=progress)
 
 
+def _copy_then_die_loading(source: str, destination: str, nth: int) -> None:
+    """Killed after creating the nth session in the destination, before loading its rows."""
+    from lashstore.engine.sessions import SessionEngine
+
+    real, calls = SessionEngine.load_session_dump, []
+
+    def load(self, dump):
+        calls.append(dump.session_id)
+        if len(calls) == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, dump)
+
+    SessionEngine.load_session_dump = load
+    ops.copy(source, destination)
+
+
 def _exports(url: str) -> dict[str, bytes]:
     import io
 
@@ -90,3 +106,25 @@ def test_a_killed_copy_is_marked_incomplete_and_resumes(dst_kind, tmp_path, requ
     capsys.readouterr()
     assert main(["--store", dst, "sessions"]) == 0
     assert "unfinished" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dst_kind", ["sqlite", "postgres"])
+def test_a_copy_killed_between_creating_and_loading_a_session_resumes(dst_kind, tmp_path, request):
+    src = str(tmp_path / "src")
+    _populate(src)
+    if dst_kind == "sqlite":
+        dst = f"sqlite:///{tmp_path / 'dst'}"
+    else:
+        dst = deployment_url(request.getfixturevalue("postgres_url"), fresh_schema("copy"))
+    child = multiprocessing.get_context("spawn").Process(target=_copy_then_die_loading, args=(src, dst, 2))
+    child.start()
+    child.join(120)
+    assert child.exitcode == -signal.SIGKILL
+    with lashstore.open(dst) as dep:
+        assert dep.incomplete_copy() is not None
+        # The second session exists, empty: its rows were never loaded.
+        with dep.sessions.open_store(SESSIONS[1]) as store:
+            assert store.load_head() is None
+    report = ops.copy(src, dst)
+    assert report.verified and report.resumed == 1
+    assert _exports(dst) == _exports(src)

@@ -385,3 +385,14 @@ def test_cancelled_while_claiming_gives_the_claim_back():
         time.sleep(0.01)
     assert store.execute(SCOPE, "k", {}, lambda: "after") == "after"
     store.close()
+
+
+def test_durable_calls_keeps_its_public_names():
+    from lashstore.engine import effects as engine
+
+    for name in durable_module.__all__:
+        assert getattr(durable_module, name) is not None, name
+    # The engine lives in lashstore.engine.effects; durable_calls names the same objects.
+    for name in ("EffectEngine", "EffectAttempt", "ScopedEffectController"):
+        assert getattr(durable_module, name) is getattr(engine, name)
+    assert issubclass(SqliteEffectStore, engine.EffectEngine) and issubclass(MemoryEffectStore, SqliteEffectStore)

@@ -221,7 +221,7 @@ def test_a_damaged_head_column_is_corrupt_and_verify_names_it(tmp_path, column, 
     root = tmp_path / "store"
     _store(root, 1)
     with lashstore.open(str(root)) as dep:
-        path = dep.sessions.path_for_session("s0")
+        path = dep.storage.session_path("s0")
     with sqlite3.connect(path) as c:
         c.execute(f"UPDATE session_head SET {column} = ?", (value,))
     c.close()
@@ -247,7 +247,7 @@ def test_garbage_token_counts_are_found(tmp_path):
         s.commit_runtime_state(runtime_commit("s", usage=[lashstore.TokenLedgerEntry("t", "m",
                                                           lashstore.TokenUsage(input_tokens=5))]))
         s.close()
-        path = dep.sessions.path_for_session("s")
+        path = dep.storage.session_path("s")
     with sqlite3.connect(path) as c:
         c.execute("UPDATE usage_deltas SET input_tokens = 'lots'")
     c.close()
@@ -266,7 +266,7 @@ def test_a_planted_decompression_bomb_is_refused_in_bounded_memory(tmp_path):
     root = tmp_path / "store"
     _store(root, 1)
     with lashstore.open(str(root)) as dep:
-        path = dep.sessions.path_for_session("s0")
+        path = dep.storage.session_path("s0")
     comp = _zstd.ZstdCompressor(level=1)
     chunk = b"\0" * (1 << 20)
     bomb = b"".join(comp.compress(chunk) for _ in range(1024)) + comp.flush()

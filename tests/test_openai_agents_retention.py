@@ -34,7 +34,6 @@ import lashstore  # noqa: E402
 from lashstore import ops  # noqa: E402
 from lashstore.cli import EXIT_OK, main  # noqa: E402
 from lashstore.integrations.openai_agents import LashstoreSession  # noqa: E402
-from lashstore.ops._common import maintenance  # noqa: E402
 
 from postgres_support import deployment_url, postgres_url  # noqa: E402,F401  (the fixture)
 
@@ -137,7 +136,7 @@ def test_adapter_reads_a_graph_pruned_under_it(url: str, keep_turns: int) -> Non
         _fill(session, items)
         store = dep.sessions.open_store("chat")
         old_segments = _segments(store)
-        assert maintenance(store).prune_graph(store, keep_turns).removed_node_count == 200 - 2 * keep_turns
+        assert store.prune_graph(keep_turns).removed_node_count == 200 - 2 * keep_turns
         history = items[-2 * keep_turns:]
         _check_reads(LashstoreSession("chat", dep), history)
         _check_reads(session, history)

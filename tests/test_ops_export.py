@@ -28,7 +28,6 @@ from lashstore import (
     TokenUsage,
     ops,
 )
-from lashstore.ops._common import maintenance
 from lashstore.codec import MAX_DEPTH
 from lashstore.ops.export import _dec, _enc
 from lashstore.testing.integrity_suite import nested
@@ -98,7 +97,7 @@ def build(dep, clock: ManualClock) -> dict:
 def snapshot(dep, sid: str = "rich") -> dict:
     store = dep.sessions.open_store(sid)
     try:
-        m = maintenance(store)
+        m = store
         return {
             "full": store.load_session(FullGraph()),
             "active": store.load_session(ActivePath()),
@@ -106,7 +105,7 @@ def snapshot(dep, sid: str = "rich") -> dict:
             "usage": store.load_usage(),
             "meta": store.load_session_meta(),
             "picker": store.load_picker_info(),
-            "nodes": m.list_graph_nodes(store),
+            "nodes": m.list_graph_nodes(),
             "artifacts": [(ns, n, ref, store.get_artifact(n, namespace=ns)) for ns, n, ref in store.list_artifacts()],
             "queued": store.list_queued_work(sid),
             "pending": store.list_pending_queued_work(sid),
@@ -114,7 +113,7 @@ def snapshot(dep, sid: str = "rich") -> dict:
             "manifest": store.list_attachment_manifest(sid),
             "attachments": [store.get_attachment(sid, e.attachment_id) for e in store.list_attachment_manifest(sid)
                             if len(e.attachment_id) == 64],
-            "turns": sorted((t.turn_id, t.turn_commit_hash, t.result) for t in m.dump_session(store).turns),
+            "turns": sorted((t.turn_id, t.turn_commit_hash, t.result) for t in m.dump_session().turns),
         }
     finally:
         store.close()
@@ -270,7 +269,7 @@ def test_a_pruned_session_round_trips(tmp_path):
             ag.turn()
         store.tombstone_nodes(["a6"])
         store.vacuum()  # a vacuumed tombstone leaves nothing dangling here (a6 was the leaf)
-        maintenance(store).prune_graph(store, 2)
+        store.prune_graph(2)
         store.close()
         _import(b, _export(a, "s"))
         assert snapshot(b, "s")["full"] == snapshot(a, "s")["full"]

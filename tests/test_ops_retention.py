@@ -20,7 +20,6 @@ from lashstore import (
     ValidationError,
     ops,
 )
-from lashstore.ops._common import maintenance
 
 HOUR = ops.HOUR
 
@@ -57,7 +56,7 @@ def test_keep_turns_keeps_the_last_turns_and_the_branches_inside_them(kind, tmp_
         path = [n.node_id for n in store.load_session(ActivePath()).graph.nodes]
         assert path == ["u1", "a1", "u2", "a2", "u3", "a3", "u5", "a5", "u6", "a6", "u8", "a8"]
 
-        r = maintenance(store).prune_graph(store, 3)
+        r = store.prune_graph(3)
         assert (r.turns_on_active_path, r.kept_turns, r.cut_node_id) == (6, 3, "u5")
         assert r.removed_node_count == 8  # u1 a1 u2 a2 u3 a3, and the old branch u4 a4
         assert r.head_revision == before.head_revision + 1
@@ -65,7 +64,7 @@ def test_keep_turns_keeps_the_last_turns_and_the_branches_inside_them(kind, tmp_
         full = store.load_session(FullGraph())
         assert [n.node_id for n in full.graph.nodes] == ["u5", "a5", "u6", "a6", "u7", "u8", "a8"]
         assert full.graph.nodes[0].parent_node_id is None  # the kept turn is the new root
-        tomb = [n.node_id for n in maintenance(store).list_tombstoned_nodes(store)]
+        tomb = [n.node_id for n in store.list_tombstoned_nodes()]
         assert tomb == ["a7"]  # a tombstone inside the kept turns stays until vacuum
         path = [n.node_id for n in store.load_session(ActivePath()).graph.nodes]
         assert path == ["u5", "a5", "u6", "a6", "u8", "a8"]
@@ -92,7 +91,7 @@ def test_both_backends_prune_the_same_nodes(tmp_path):
         with open_dep(kind, tmp_path / kind) as dep:
             store = dep.sessions.create_store("s")
             _branchy(store)
-            r = maintenance(store).prune_graph(store, 2)
+            r = store.prune_graph(2)
             results.append((r, [n.node_id for n in store.load_session(FullGraph()).graph.nodes]))
             store.close()
     assert results[0] == results[1]
@@ -102,11 +101,11 @@ def test_keep_turns_dry_run_changes_nothing_and_says_the_same(kind, tmp_path):
     with open_dep(kind, tmp_path) as dep:
         store = dep.sessions.create_store("s")
         _branchy(store)
-        m = maintenance(store)
-        before = m.dump_session(store)
-        dry = m.prune_graph(store, 3, dry_run=True)
-        assert m.dump_session(store) == before
-        real = m.prune_graph(store, 3)
+        m = store
+        before = m.dump_session()
+        dry = m.prune_graph(3, dry_run=True)
+        assert m.dump_session() == before
+        real = m.prune_graph(3)
         assert dry.removed_node_count == real.removed_node_count and dry.cut_node_id == real.cut_node_id
         assert dry.removed_bytes == real.removed_bytes > 0
         store.close()
@@ -118,13 +117,13 @@ def test_keep_turns_with_no_more_turns_than_kept_removes_nothing(kind, tmp_path)
         a = Agent(store, "s")
         for _ in range(3):
             a.turn()
-        m = maintenance(store)
+        m = store
         for keep in (3, 10):
-            r = m.prune_graph(store, keep)
+            r = m.prune_graph(keep)
             assert r.removed_node_count == 0 and r.cut_node_id is None
         assert store.load_head().head_revision == a.head
         with pytest.raises(ValidationError):
-            m.prune_graph(store, 0)
+            m.prune_graph(0)
         store.close()
 
 
@@ -137,11 +136,11 @@ def test_finished_queued_work_is_pruned_by_age_and_its_source_key_frees(kind, tm
         cancelled = store.enqueue_queued_work(QueuedWorkBatchDraft(session_id="s", payloads=[1], source_key="c"))
         store.cancel_queued_work_batch("s", cancelled.batch_id)
         pending = store.enqueue_queued_work(QueuedWorkBatchDraft(session_id="s", payloads=[2], source_key="p"))
-        m = maintenance(store)
-        assert m.prune_finished_queue(store, HOUR) == 0  # finished just now
+        m = store
+        assert m.prune_finished_queue(HOUR) == 0  # finished just now
         clock.advance(2 * HOUR)
-        assert m.prune_finished_queue(store, HOUR, dry_run=True) == 2
-        assert m.prune_finished_queue(store, HOUR) == 2
+        assert m.prune_finished_queue(HOUR, dry_run=True) == 2
+        assert m.prune_finished_queue(HOUR) == 2
         assert [b.batch_id for b in store.list_queued_work("s")] == [pending.batch_id]
         again = store.enqueue_queued_work(QueuedWorkBatchDraft(session_id="s", payloads=[3], source_key="c"))
         assert again.batch_id != cancelled.batch_id and again.state.value == "queued"
@@ -156,14 +155,14 @@ def test_turn_stamps_by_count_and_age(kind, tmp_path):
         for _ in range(3):
             a.turn()
             clock.advance(HOUR)
-        m = maintenance(store)
-        assert m.prune_turn_stamps(store, keep_last=2, dry_run=True) == 1
-        assert m.prune_turn_stamps(store, keep_last=2) == 1
-        ids = [t.turn_id for t in m.dump_session(store).turns]
+        m = store
+        assert m.prune_turn_stamps(keep_last=2, dry_run=True) == 1
+        assert m.prune_turn_stamps(keep_last=2) == 1
+        ids = [t.turn_id for t in m.dump_session().turns]
         assert sorted(ids) == ["turn-2", "turn-3"]
         if kind == "sqlite":  # the memory store records no commit time for a stamp (see the report)
-            assert m.prune_turn_stamps(store, older_than_ms=90 * 60 * 1000) == 1
-            assert [t.turn_id for t in m.dump_session(store).turns] == ["turn-3"]
+            assert m.prune_turn_stamps(older_than_ms=90 * 60 * 1000) == 1
+            assert [t.turn_id for t in m.dump_session().turns] == ["turn-3"]
         store.close()
 
 
@@ -174,13 +173,13 @@ def test_compacting_usage_keeps_the_merged_ledger(kind, tmp_path):
         for _ in range(5):
             a.turn()
         before = store.load_usage()
-        m = maintenance(store)
-        assert len(m.dump_session(store).usage) == 10
-        removed = m.compact_usage(store)
+        m = store
+        assert len(m.dump_session().usage) == 10
+        removed = m.compact_usage()
         assert removed == 8  # 2 empty summariser rows and 6 folded rows
         assert store.load_usage() == before
-        assert len(m.dump_session(store).usage) == 2
-        assert m.compact_usage(store) == 0
+        assert len(m.dump_session().usage) == 2
+        assert m.compact_usage() == 0
         store.close()
 
 
@@ -250,7 +249,7 @@ def test_retain_keep_turns_reclaims_the_bytes_it_reports(tmp_path):
         for _ in range(120):
             a.turn("x" * 400, via_queue=True, extra_nodes=3)
         store.close()
-        path = dep.sessions.path_for_session("big")
+        path = dep.storage.session_path("big")
         size = os.path.getsize(path) + (os.path.getsize(f"{path}-wal") if os.path.exists(f"{path}-wal") else 0)
         clock.advance(ops.DAY)
         policy = ops.RetentionPolicy(keep_turns=10, finished_work_older_than_ms=HOUR, turn_stamps_older_than_ms=HOUR,

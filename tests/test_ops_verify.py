@@ -30,7 +30,7 @@ def _store(tmp_path: Path) -> tuple[str, Path]:
         ))
         store.close()
         Agent(dep.sessions.create_store("other"), "other").turn()
-        path = dep.sessions.path_for_session("s")
+        path = Path(dep.storage.session_path("s"))
     assert not Path(f"{path}-wal").exists()  # checkpointed on close: edits below hit the file itself
     return url, path
 
@@ -140,8 +140,9 @@ def test_memory_stores_are_verified_too(tmp_path):
         store = dep.sessions.create_store("s")
         Agent(store, "s").turn()
         assert ops.verify(dep).ok
-        ref, (blob, at) = next(iter(store._f.blobs.items()))
-        store._f.blobs[ref] = (blob._replace(stored=b"not the bytes"), at)
+        ref = store.database.write(lambda tx: tx.execute(
+            "UPDATE blobs SET content = x'00' WHERE rowid = (SELECT min(rowid) FROM blobs) RETURNING hash"
+        ).fetchone()[0])
         report = ops.verify(dep)
         assert [(p.what, p.key) for p in report.problems if p.what == "blob"] == [("blob", ref)]
         store.close()
@@ -171,7 +172,7 @@ def test_a_file_at_an_older_schema_is_a_note_not_damage(tmp_path):
 
     url, path = _store(tmp_path)
     with lashstore.open(url) as dep:
-        old = dep.sessions.path_for_session("old")
+        old = Path(dep.storage.session_path("old"))
     Database(old, kind=KIND, migrations=MIGRATIONS[:1]).close()
     report = _verify(url)
     assert report.ok and [n.what for n in report.notes] == ["schema"] and "lashstore migrate" in report.notes[0].detail

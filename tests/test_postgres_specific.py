@@ -499,8 +499,8 @@ def test_deployment_parts_open_every_component_on_one_pool(postgres_url):  # noq
     from lashstore.deployment import Deployment
 
     url = f"{_url(postgres_url)}?schema={fresh_schema('dep')}&pool_max=4"
-    factory, openers = deployment_parts(url, StoreOptions())
-    with Deployment(url, factory, StoreOptions(), openers=openers) as dep:
+    factory, openers, storage, options = deployment_parts(url, StoreOptions())
+    with Deployment(url, factory, options, openers=openers, storage=storage) as dep:
         s = dep.sessions.create_store("chat")
         s.commit_runtime_state(runtime_commit("chat", nodes=[node("a")], leaf="a"))
         dep.processes.register_process(ProcessRegistration.new("p"))

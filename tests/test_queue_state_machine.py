@@ -1,7 +1,7 @@
-"""Stateful differential test of queued work: the SQLite store against the memory store (the oracle).
+"""Stateful differential test of queued work: the SQLite store against a reference model (tests/reference, the oracle).
 
 Hypothesis drives a `SqliteSessionStore` (a file in a temp dir, closed and reopened now and then)
-and a `MemorySessionStore` with the same queue operations and one shared `ManualClock`:
+and the reference model (tests/reference) with the same queue operations and one shared `ManualClock`:
 enqueue (two sessions, both delivery and slot policies, merge keys, replayed source keys,
 availability in the past or the near future), claim, claim by batch ids (right or wrong ones),
 renew, abandon, cancel, completion inside `commit_runtime_state` (good, stale, partial, foreign,
@@ -37,6 +37,7 @@ import msgspec
 from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from reference.store import ReferenceStore
 from lashstore import (
     ClaimBoundary,
     DeliveryPolicy,
@@ -44,7 +45,6 @@ from lashstore import (
     HydratedSessionCheckpoint,
     LashStoreError,
     ManualClock,
-    MemorySessionStore,
     QueuedWorkBatch,
     QueuedWorkBatchDraft,
     QueuedWorkClaim,
@@ -116,7 +116,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.clock = ManualClock()
         self.opts = StoreOptions(clock=self.clock)
         self.sql = SqliteSessionStore(self.path, options=self.opts)
-        self.mem = MemorySessionStore(options=self.opts)
+        self.mem = ReferenceStore(options=self.opts)
         self.sql2mem: dict[str, str] = {}  # batch and claim ids
         self.mem2sql: dict[str, str] = {}
         self.claims: list[ClaimPair] = []

@@ -205,14 +205,14 @@ def test_g3_sqlite_factory_uses_deterministic_safe_session_paths(tmp_path: Path)
     # Ids that sanitise alike still get distinct files.
     assert lashstore.safe_file_name("a/b") != lashstore.safe_file_name("a_b")
     factory = SqliteSessionStoreFactory(tmp_path / "root")
-    path = factory.path_for_session("../weird/session")
+    path = factory._path_for_session("../weird/session")
     assert path.parent == tmp_path / "root"
     assert path.name == name
 
 
 def test_g6_sqlite_factory_delete_session_removes_database_and_sidecars_idempotently(tmp_path: Path) -> None:
     factory = SqliteSessionStoreFactory(tmp_path)
-    path = factory.path_for_session("fake")
+    path = factory._path_for_session("fake")
     files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
     for p in files:
         p.write_bytes(b"not really a database")
@@ -221,14 +221,19 @@ def test_g6_sqlite_factory_delete_session_removes_database_and_sidecars_idempote
     assert not any(p.exists() for p in files)
 
 
-def test_g6_delete_session_closes_open_handles_and_removes_real_files(tmp_path: Path) -> None:
+def test_g6_delete_session_removes_real_files_and_open_handles_refuse(tmp_path: Path) -> None:
+    from lashstore import SessionDeleted
+
     factory = SqliteSessionStoreFactory(tmp_path)
     store = factory.create_store("live")
     store.commit_runtime_state(runtime_commit("live"))
-    path = factory.path_for_session("live")
+    path = factory._path_for_session("live")
     assert path.exists()
     assert factory.delete_session("live") is True
-    assert store.closed
+    assert not any(p.exists() for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")))
+    with pytest.raises(SessionDeleted):
+        store.load_head()
+    store.close()
     assert not any(p.exists() for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")))
     factory.close()
 
@@ -426,7 +431,7 @@ def test_wal_and_foreign_keys_are_on(tmp_path: Path) -> None:
 def test_sqlite_tiers_and_fixed_session_validation(tmp_path: Path) -> None:
     with SqliteSessionStore(tmp_path / "s.db") as s:
         assert s.durability_tier() == DurabilityTier.DURABLE
-    with SqliteSessionStore.memory() as m:
+    with SqliteSessionStore(":memory:") as m:
         assert m.durability_tier() == DurabilityTier.INLINE
     with pytest.raises(ValidationError):
         SqliteSessionStore(tmp_path / "bad.db", session_id="")

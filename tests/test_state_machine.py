@@ -1,4 +1,4 @@
-"""Stateful differential test: the SQLite session store against the memory store (the oracle).
+"""Stateful differential test: the SQLite session store against a reference model (tests/reference, the oracle).
 
 Hypothesis drives both stores with the same operations, valid and invalid, and every answer
 must be equal: the same value, or the same exception type (and its structured fields). A failed
@@ -22,6 +22,8 @@ import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+import lashstore
+from reference.store import ReferenceStore
 from lashstore import (
     ActivePath,
     BlobDescriptor,
@@ -34,7 +36,6 @@ from lashstore import (
     HydratedSessionCheckpoint,
     LashStoreError,
     ManualClock,
-    MemorySessionStore,
     RuntimeCommit,
     RuntimeCommitResult,
     SessionBindingMismatch,
@@ -112,7 +113,7 @@ class SessionStoreMachine(RuleBasedStateMachine):
         # connection writes (or caches) must never make the other answer differently.
         self.sql2 = SqliteSessionStore(self.path, session_id=SID, options=self.opts)
         self.use_second = False
-        self.mem = MemorySessionStore(session_id=SID, options=self.opts)
+        self.mem = ReferenceStore(session_id=SID, options=self.opts)
         self.counter = 0
         self.ever_ids: list[str] = []  # every node id ever offered, live, tombstoned or vacuumed
         self.turns: dict[str, tuple[RuntimeCommit, RuntimeCommitResult]] = {}
@@ -548,7 +549,7 @@ TestSessionStoreMachine = SessionStoreMachine.TestCase
 # -- bugs found while writing the machine, pinned as plain tests -----------------------------------------------
 def _open(backend: str, directory: Path) -> Any:
     if backend == "memory":
-        return MemorySessionStore(session_id=SID)
+        return lashstore.MemorySessionStore(session_id=SID)
     directory.mkdir(parents=True, exist_ok=True)
     return SqliteSessionStore(directory / "session.sqlite", session_id=SID)
 

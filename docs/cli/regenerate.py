@@ -368,7 +368,7 @@ from lashstore.backends.sqlite.schema import KIND, MIGRATIONS
 import lashstore
 with lashstore.open("old-store") as dep:
     dep.sessions.create_store("chat-1").close()
-    path = dep.sessions.path_for_session("chat-0")
+    path = dep.storage.session_path("chat-0")
 Database(path, kind=KIND, migrations=MIGRATIONS[:1]).close()
 """], cwd=WORK, env=ENV, check=True)
 page("migrate", "migrate", """

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from . import model as _model  # first: the codec and the records import each other
 from .backends.memory import MemorySessionStore, MemorySessionStoreFactory
 from .backends.memory.effects import MemoryEffectStore
 from .backends.memory.host_events import MemoryHostEventStore

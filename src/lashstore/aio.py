@@ -1,8 +1,12 @@
-"""asyncio facade: the same names as the sync classes, awaited.
+"""asyncio facade, generated from the contracts: every protocol method has an awaitable twin with
+the same name and signature.
 
-Each whole store operation runs in one hop on the store's own worker thread (a hop costs about
-a hundred microseconds, a SQLite read a few; hopping per statement would multiply the cost).
-One thread per store also keeps that store's operations in submission order.
+Each whole store operation runs in one hop on the store's own worker thread (a hop costs about a
+hundred microseconds, a SQLite read a few; hopping per statement would multiply the cost). One
+thread per store also keeps that store's operations in submission order. Waits (`await_process`,
+`wait_event_after`) run on the loop's default executor instead, so a long wait never holds up the
+store's other operations; methods that are coroutines already (the effect store's `aexecute`,
+`asleep`, `abegin`) run on the caller's loop, as their executors must.
 """
 
 from __future__ import annotations
@@ -10,10 +14,23 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import inspect
 import os
+from collections.abc import Callable
 from typing import Any
 
-from .contracts import EffectStore, HostEventStore, ProcessRegistry, SessionStore, SessionStoreFactory
+from .contracts import (
+    Attachments,
+    EffectStore,
+    HostEventStore,
+    ProcessRegistry,
+    QueuedWork,
+    RegistryMaintenance,
+    SessionBasics,
+    SessionMaintenance,
+    SessionStore,
+    SessionStoreFactory,
+)
 from .deployment import Deployment
 from .deployment import open as _open_sync
 
@@ -22,257 +39,162 @@ __all__ = [
     "AsyncSessionStoreFactory",
     "AsyncProcessRegistry",
     "AsyncHostEventStore",
+    "AsyncEffectStore",
     "AsyncDeployment",
     "open",
     "wrap_store",
+    "TWINS",
 ]
-
-_STORE_METHODS = (
-    "durability_tier",
-    "put_blob",
-    "put_artifact_blob",
-    "get_blob",
-    "blob_info",
-    "blob_stats",
-    "put_typed_blob",
-    "get_typed_blob",
-    "put_checkpoint",
-    "get_checkpoint",
-    "put_artifact",
-    "get_artifact",
-    "delete_artifact",
-    "list_artifacts",
-    "save_session_meta",
-    "load_session_meta",
-    "load_picker_info",
-    "load_head",
-    "load_session",
-    "load_node",
-    "load_usage",
-    "commit_runtime_state",
-    "tombstone_nodes",
-    "vacuum",
-    "gc_unreachable",
-)
-
-_FACTORY_METHODS = ("create_store", "open_store", "has_session", "delete_session", "list_sessions")
 
 
 class _Hop:
-    def __init__(self, target: Any, name: str) -> None:
-        self._target = target
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lashstore-{name}")
+    """A synchronous object behind one worker thread."""
 
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"lashstore-{type(target).__name__}"
+        )
+
+    @property
+    def sync(self) -> Any:
+        """The wrapped synchronous object."""
+        return self._target
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def _wait(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
 
     def _shutdown(self) -> None:
         self._pool.shutdown(wait=True)
 
-
-def _method(name: str) -> Any:
-    async def call(self: _Hop, *args: Any, **kwargs: Any) -> Any:
-        return await self._call(getattr(self._target, name), *args, **kwargs)
-
-    call.__name__ = name
-    return call
-
-
-class AsyncSessionStore(_Hop):
-    """Async twin of a `SessionStore`; `await store.commit_runtime_state(commit)`."""
-
-    def __init__(self, store: SessionStore) -> None:
-        super().__init__(store, "store")
-
-    @property
-    def sync(self) -> SessionStore:
-        """The wrapped synchronous store."""
-        return self._target
-
-    @property
-    def session_id(self) -> str | None:
-        return self._target.session_id
-
-    async def close(self) -> None:
-        await self._call(self._target.close)
-        self._shutdown()
-
-    async def __aenter__(self) -> "AsyncSessionStore":
+    async def __aenter__(self) -> Any:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await self.close()  # type: ignore[attr-defined]
 
 
-for _n in _STORE_METHODS:
-    setattr(AsyncSessionStore, _n, _method(_n))
+def _twin(proto: type, name: str, member: Any, *, waits: frozenset[str], wrap: Callable[[Any], Any] | None) -> Any:
+    if isinstance(member, property):
+        return property(lambda self: getattr(self._target, name), doc=member.__doc__)
+    if inspect.iscoroutinefunction(member):
+        async def native(self: _Hop, *args: Any, **kwargs: Any) -> Any:
+            return await getattr(self._target, name)(*args, **kwargs)
+
+        fn = native
+    elif name == "close":
+        async def close(self: _Hop) -> None:
+            await self._call(self._target.close)
+            self._shutdown()
+
+        fn = close
+    else:
+        async def call(self: _Hop, *args: Any, **kwargs: Any) -> Any:
+            hop = self._wait if name in waits else self._call
+            result = await hop(getattr(self._target, name), *args, **kwargs)
+            return result if wrap is None else wrap(result)
+
+        fn = call
+    fn.__name__ = name
+    fn.__qualname__ = f"Async{proto.__name__}.{name}"
+    fn.__doc__ = member.__doc__
+    fn.__signature__ = inspect.signature(member)  # type: ignore[attr-defined]
+    return fn
 
 
-class AsyncSessionStoreFactory(_Hop):
-    def __init__(self, factory: SessionStoreFactory) -> None:
-        super().__init__(factory, "factory")
-
-    @property
-    def sync(self) -> SessionStoreFactory:
-        return self._target
-
-    def durability_tier(self) -> Any:
-        return self._target.durability_tier()
-
-    async def create_store(self, session_id: str, **kw: Any) -> AsyncSessionStore:
-        return AsyncSessionStore(await self._call(self._target.create_store, session_id, **kw))
-
-    async def open_store(self, session_id: str) -> AsyncSessionStore:
-        return AsyncSessionStore(await self._call(self._target.open_store, session_id))
-
-    async def close(self) -> None:
-        await self._call(self._target.close)
-        self._shutdown()
+def _members(proto: type) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for base in reversed(proto.__mro__):
+        if base is object or not getattr(base, "_is_protocol", False):
+            continue
+        out.update({n: m for n, m in vars(base).items() if not n.startswith("_") and (callable(m) or isinstance(m, property))})
+    return out
 
 
-for _n in ("has_session", "delete_session", "list_sessions"):
-    setattr(AsyncSessionStoreFactory, _n, _method(_n))
+def _generate(name: str, proto: type, doc: str, *, waits: frozenset[str] = frozenset(),
+              wrap: dict[str, Callable[[Any], Any]] | None = None) -> type:
+    body: dict[str, Any] = {"__doc__": doc, "__module__": __name__}
+    for member_name, member in _members(proto).items():
+        body[member_name] = _twin(proto, member_name, member, waits=waits, wrap=(wrap or {}).get(member_name))
+    return type(name, (_Hop,), body)
 
 
-_REGISTRY_METHODS = (
-    "register_process",
-    "get_process",
-    "set_external_ref",
-    "list_non_terminal",
-    "list_processes",
-    "prune_terminal_processes",
-    "grant_handle",
-    "revoke_handle",
-    "transfer_handle_grants",
-    "list_handle_grants",
-    "list_live_handle_grants",
-    "has_handle_grant",
-    "handle_grants_for_process",
-    "delete_session_process_state",
-    "append_event",
-    "cancel_requested",
-    "complete_process",
-    "events_after",
-    "wake_events_after",
-    "ack_wake",
-    "claim_process_lease",
-    "renew_process_lease",
-    "complete_process_lease",
-    "release_process_lease",
-    "get_process_lease",
+AsyncSessionStore = _generate(
+    "AsyncSessionStore", SessionStore,
+    "Async twin of a `SessionStore`: `await store.commit_runtime_state(commit)`.",
 )
-_WAITS = ("wait_event_after", "await_process")
-
-
-class AsyncProcessRegistry(_Hop):
-    """Async twin of a `ProcessRegistry`. Waits run on the loop's default executor, so a long
-    `await_process` never holds up the registry's other operations."""
-
-    def __init__(self, registry: ProcessRegistry) -> None:
-        super().__init__(registry, "processes")
-
-    @property
-    def sync(self) -> ProcessRegistry:
-        return self._target
-
-    def durability_tier(self) -> Any:
-        return self._target.durability_tier()
-
-    async def close(self) -> None:
-        await self._call(self._target.close)
-        self._shutdown()
-
-
-def _wait(name: str) -> Any:
-    async def call(self: _Hop, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(getattr(self._target, name), *args, **kwargs))
-
-    call.__name__ = name
-    return call
-
-
-for _n in _REGISTRY_METHODS:
-    setattr(AsyncProcessRegistry, _n, _method(_n))
-for _n in _WAITS:
-    setattr(AsyncProcessRegistry, _n, _wait(_n))
-
-
-_HOST_EVENT_METHODS = (
-    "register_subscription",
-    "list_subscriptions",
-    "get_subscription",
-    "cancel_subscription",
-    "cancel_session_subscriptions",
-    "record_occurrence",
-    "get_occurrence",
-    "list_occurrences",
-    "reserve_matching_deliveries",
-    "list_deliveries",
+AsyncSessionStoreFactory = _generate(
+    "AsyncSessionStoreFactory", SessionStoreFactory,
+    "Async twin of a `SessionStoreFactory`; the stores it returns are `AsyncSessionStore`s.",
+    wrap={"create_store": AsyncSessionStore, "open_store": AsyncSessionStore},
+)
+AsyncProcessRegistry = _generate(
+    "AsyncProcessRegistry", ProcessRegistry,
+    "Async twin of a `ProcessRegistry`; its waits run beside its other operations.",
+    waits=frozenset({"wait_event_after", "await_process"}),
+)
+AsyncHostEventStore = _generate("AsyncHostEventStore", HostEventStore, "Async twin of a `HostEventStore`.")
+AsyncEffectStore = _generate(
+    "AsyncEffectStore", EffectStore,
+    "Async twin of an `EffectStore` (its `a...` methods are coroutines already, run on the caller's loop).",
 )
 
-
-class AsyncHostEventStore(_Hop):
-    """Async twin of a `HostEventStore`."""
-
-    def __init__(self, store: HostEventStore) -> None:
-        super().__init__(store, "host-events")
-
-    @property
-    def sync(self) -> HostEventStore:
-        return self._target
-
-    def durability_tier(self) -> Any:
-        return self._target.durability_tier()
-
-    def source_key_for_subscription(self, source_type: str, source: Any) -> str:
-        return self._target.source_key_for_subscription(source_type, source)
-
-    async def close(self) -> None:
-        await self._call(self._target.close)
-        self._shutdown()
+#: protocol -> its generated twin (the capabilities a composed protocol includes are in its twin)
+TWINS: dict[type, type] = {
+    SessionStore: AsyncSessionStore,
+    SessionBasics: AsyncSessionStore,
+    QueuedWork: AsyncSessionStore,
+    Attachments: AsyncSessionStore,
+    SessionMaintenance: AsyncSessionStore,
+    SessionStoreFactory: AsyncSessionStoreFactory,
+    ProcessRegistry: AsyncProcessRegistry,
+    HostEventStore: AsyncHostEventStore,
+    EffectStore: AsyncEffectStore,
+    RegistryMaintenance: AsyncProcessRegistry,
+}
 
 
-for _n in _HOST_EVENT_METHODS:
-    setattr(AsyncHostEventStore, _n, _method(_n))
-
-
-def wrap_store(store: SessionStore) -> AsyncSessionStore:
+def wrap_store(store: SessionStore) -> Any:
     return AsyncSessionStore(store)
 
 
 class AsyncDeployment:
+    """`lashstore.open` with async twins of its factory and registries."""
+
     def __init__(self, deployment: Deployment) -> None:
         self.sync = deployment
         self.url = deployment.url
+        self.storage = deployment.storage
         self.sessions = AsyncSessionStoreFactory(deployment.sessions)
-        self._processes: AsyncProcessRegistry | None = None
-        self._host_events: AsyncHostEventStore | None = None
+        self._registries: dict[str, Any] = {}
+
+    def _registry(self, name: str, twin: type) -> Any:
+        if name not in self._registries:
+            self._registries[name] = twin(getattr(self.sync, name))
+        return self._registries[name]
 
     @property
-    def processes(self) -> AsyncProcessRegistry:
-        if self._processes is None:
-            self._processes = AsyncProcessRegistry(self.sync.processes)
-        return self._processes
+    def processes(self) -> Any:
+        return self._registry("processes", AsyncProcessRegistry)
 
     @property
-    def host_events(self) -> AsyncHostEventStore:
-        if self._host_events is None:
-            self._host_events = AsyncHostEventStore(self.sync.host_events)
-        return self._host_events
+    def host_events(self) -> Any:
+        return self._registry("host_events", AsyncHostEventStore)
 
     @property
-    def effects(self) -> EffectStore:
-        """The effect store itself: it is async-native (`aexecute`, `asleep`, `abegin`, and the
-        `@lashstore.durable` decorator on coroutine functions)."""
-        return self.sync.effects
+    def effects(self) -> Any:
+        return self._registry("effects", AsyncEffectStore)
+
+    async def delete_session(self, session_id: str) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, self.sync.delete_session, session_id)
 
     async def close(self) -> None:
-        for hop in (self._processes, self._host_events):
-            if hop is not None:
-                hop._shutdown()
-        await self.sessions.close()
+        for hop in self._registries.values():
+            hop._shutdown()
+        self.sessions._shutdown()
         await asyncio.get_running_loop().run_in_executor(None, self.sync.close)
 
     async def __aenter__(self) -> "AsyncDeployment":

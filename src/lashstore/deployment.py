@@ -27,7 +27,6 @@ import os
 import threading
 import urllib.parse
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from .contracts import EffectStore, HostEventStore, ProcessRegistry, SessionStoreFactory
@@ -122,10 +121,11 @@ class Deployment:
         options: StoreOptions,
         *,
         openers: dict[str, Callable[[], Any]] | None = None,
-        copy_mark: Callable[[], dict[str, Any] | None] | None = None,
+        storage: Any = None,
     ) -> None:
         self.url = url
-        self._copy_mark = copy_mark
+        #: what the operations see of the deployment's storage (bytes, migration, the copy mark)
+        self.storage = storage
         self.sessions = sessions
         self.options = options
         self._openers = dict(openers or {})
@@ -138,7 +138,7 @@ class Deployment:
                 opener = self._openers.get(name)
                 if opener is None:
                     raise ValidationError(f"this deployment ({self.url}) has no {name} store")
-                self._opened[name] = opener()
+                self._opened[name] = opener(False)
             return self._opened[name]
 
     @property
@@ -156,11 +156,24 @@ class Deployment:
         """The deployment's recorded effect outcomes (durable calls)."""
         return self._component("effects")
 
+    @property
+    def backend(self) -> str:
+        """"sqlite", "postgresql" or "memory"."""
+        return parse_url(self.url)[0]
+
+    def open_registry(self, name: str, *, readonly: bool = False) -> Any:
+        """A new handle on a registry ("processes", "host_events", "effects"), for the caller to
+        close; `readonly` opens it for reading only (a SQLite file is then never migrated)."""
+        opener = self._openers.get(name)
+        if opener is None:
+            raise ValidationError(f"this deployment ({self.url}) has no {name} store")
+        return opener(readonly)
+
     def incomplete_copy(self) -> dict[str, Any] | None:
         """The mark of a `lashstore copy` into this deployment that has not finished (its
         `source` and `started_at`), or None. Such a deployment may lack sessions and records;
         running the same copy again resumes it."""
-        return None if self._copy_mark is None else self._copy_mark()
+        return None if self.storage is None else self.storage.copy_mark()
 
     def delete_session(self, session_id: str) -> ProcessSessionDeleteReport:
         """Delete a session everywhere: its store, its handle grants in the process registry, and
@@ -199,22 +212,6 @@ def open(url: str | os.PathLike[str] | None = None, *, options: StoreOptions | N
     merged = {**url_opts, **overrides}
     if merged:
         base = base.replace(**merged)
-    if scheme == "memory":
-        from .backends.memory import MemorySessionStoreFactory
-        from .backends.memory.effects import MemoryEffectStore
-        from .backends.memory.host_events import MemoryHostEventStore
-        from .backends.memory.processes import MemoryProcessRegistry
-
-        return Deployment(
-            url,
-            MemorySessionStoreFactory(base),
-            base,
-            openers={
-                "processes": lambda: MemoryProcessRegistry(base),
-                "host_events": lambda: MemoryHostEventStore(base),
-                "effects": lambda: MemoryEffectStore(base),
-            },
-        )
     if scheme == "postgresql":
         try:
             from .backends.postgres import deployment_parts
@@ -222,46 +219,9 @@ def open(url: str | os.PathLike[str] | None = None, *, options: StoreOptions | N
             raise ValidationError(
                 f"postgresql:// needs the postgres extra: pip install 'lashstore[postgres]' ({e})"
             ) from None
-        factory, openers = deployment_parts(location, base)
-        from .backends.postgres.transfer import read_copy_mark as read_pg_mark
-
-        return Deployment(url, factory, base, openers=openers, copy_mark=lambda: read_pg_mark(factory._db))
-    from .backends.sqlite import SqliteSessionStoreFactory
-    from .backends.sqlite.connection import _read_only_dir, os_error
-
-    root = Path(location)
-    if not base.readonly and root.is_dir() and _read_only_dir(str(root)):
-        base = base.replace(readonly=True)
-
-    def sqlite_file(name: str) -> Path:
-        if not base.readonly:
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise os_error(e, f"create the store directory {root}") from None
-        return root / name
-
-    def open_processes() -> Any:
-        from .backends.sqlite.processes import SqliteProcessRegistry
-
-        return SqliteProcessRegistry(sqlite_file("processes.db"), base)
-
-    def open_host_events() -> Any:
-        from .backends.sqlite.host_events import SqliteHostEventStore
-
-        return SqliteHostEventStore(sqlite_file("host_events.db"), base)
-
-    def open_effects() -> Any:
-        from .backends.sqlite.effects import SqliteEffectStore
-
-        return SqliteEffectStore(sqlite_file("effects.db"), base)
-
-    from .backends.sqlite.transfer import read_copy_mark
-
-    return Deployment(
-        url,
-        SqliteSessionStoreFactory(root, base),
-        base,
-        openers={"processes": open_processes, "host_events": open_host_events, "effects": open_effects},
-        copy_mark=lambda: read_copy_mark(root),
-    )
+    elif scheme == "memory":
+        from .backends.memory import deployment_parts  # type: ignore[assignment]
+    else:
+        from .backends.sqlite.deployment import deployment_parts  # type: ignore[assignment]
+    factory, openers, storage, base = deployment_parts(location, base)
+    return Deployment(url, factory, base, openers=openers, storage=storage)

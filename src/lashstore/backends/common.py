@@ -19,6 +19,7 @@ from ..model.session import (
 )
 
 __all__ = [
+    "decode_copy_mark",
     "PreparedBlob",
     "PreparedCheckpoint",
     "HeadBody",
@@ -189,6 +190,7 @@ _COLUMN_TYPES: dict[str, tuple[Any, bool, bool]] = {
     "i": (int, False, True),
     "i?": (int, True, True),
     "I": (int, False, False),
+    "I?": (int, True, False),
     "b": (bytes, False, False),
     "b?": (bytes, True, False),
 }
@@ -361,3 +363,16 @@ def assemble_session_read(
         checkpoint=checkpoint,
         token_ledger=usage(),
     )
+
+
+def decode_copy_mark(data: bytes | str | None) -> dict[str, Any] | None:
+    """The mark of an unfinished `lashstore copy` as stored (JSON), or None when there is none.
+    A damaged mark is still a mark: the copy is unfinished whatever it says."""
+    if data is None:
+        return None
+    try:
+        mark = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        mark = None
+    return mark if type(mark) is dict else {"source": "unknown (the mark is unreadable)"}
+

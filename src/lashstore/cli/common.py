@@ -35,10 +35,9 @@ def open_deployment(url: str) -> Deployment:
 
 def store_directory(dep: Deployment) -> Path | None:
     """The directory of a SQLite deployment, None for one that has no files."""
-    root = getattr(dep.sessions, "root", None)
-    return Path(root).resolve() if root is not None else None
+    return Path(dep.storage.location).resolve() if dep.backend == "sqlite" else None
 
 
 def session_file(dep: Deployment, session_id: str) -> Path | None:
-    path_for = getattr(dep.sessions, "path_for_session", None)
-    return Path(path_for(session_id)).resolve() if path_for is not None else None
+    path = dep.storage.session_path(session_id)
+    return None if path is None else Path(path).resolve()

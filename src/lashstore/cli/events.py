@@ -12,7 +12,7 @@ from rich.text import Text
 from ..model.effects import EffectRecord
 from ..model.host_events import HostEventOccurrenceRecord, TriggerDelivery, TriggerSubscriptionRecord
 from . import render
-from .common import EXIT_OK, open_deployment, store_directory
+from .common import EXIT_OK, open_deployment
 
 __all__ = ["add_parsers", "run_triggers", "run_effects"]
 
@@ -69,8 +69,7 @@ def add_parsers(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None
 
 
 def _exists(dep: Any, name: str) -> bool:
-    directory = store_directory(dep)
-    return directory is None or (directory / name).exists()
+    return dep.storage.has_registry(name)
 
 
 def run_triggers(args: argparse.Namespace) -> int:
@@ -78,7 +77,7 @@ def run_triggers(args: argparse.Namespace) -> int:
 
     report = TriggersReport(subscriptions=[], occurrences=[], deliveries=[])
     with open_deployment(args.store) as dep:
-        if _exists(dep, "host_events.db"):
+        if _exists(dep, "host_events"):
             he = dep.host_events
             report.subscriptions = he.list_subscriptions(TriggerSubscriptionFilter(session_id=args.session))
             if args.occurrences:
@@ -116,7 +115,7 @@ def run_triggers(args: argparse.Namespace) -> int:
 def run_effects(args: argparse.Namespace) -> int:
     rows: list[EffectRecord] = []
     with open_deployment(args.store) as dep:
-        if _exists(dep, "effects.db"):
+        if _exists(dep, "effects"):
             rows = dep.effects.list_effects(session_id=args.session, status=args.status, limit=args.limit)
     if args.json:
         render.write_json(rows)

@@ -16,7 +16,6 @@ from rich.tree import Tree
 
 from ..errors import SessionNotFound
 from ..model.session import GraphNode
-from ..ops._common import maintenance
 from . import render
 from .common import EXIT_NOT_FOUND, EXIT_OK, open_deployment
 
@@ -110,7 +109,7 @@ def run_graph(args: argparse.Namespace) -> int:
             )
             return EXIT_NOT_FOUND
         try:
-            stored = maintenance(store).list_graph_nodes(store)
+            stored = store.list_graph_nodes()
             head = store.load_head()
         finally:
             store.close()

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from ..model.process import ProcessEvent, ProcessLease, ProcessRecord
 from . import render
-from .common import EXIT_NOT_FOUND, EXIT_OK, open_deployment, store_directory
+from .common import EXIT_NOT_FOUND, EXIT_OK, open_deployment
 
 __all__ = ["add_parsers", "run_processes", "run_process"]
 
@@ -72,8 +72,7 @@ def add_parsers(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None
 
 
 def _registry_exists(dep: Any) -> bool:
-    directory = store_directory(dep)
-    return directory is None or (directory / "processes.db").exists()
+    return dep.storage.has_registry("processes")
 
 
 def run_processes(args: argparse.Namespace) -> int:

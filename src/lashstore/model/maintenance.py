@@ -25,7 +25,9 @@ __all__ = [
     "DumpAttachment",
     "DumpArtifact",
     "SessionDump",
+    "RegistryDump",
     "GcReport",
+    "FileMigration",
 ]
 
 
@@ -156,3 +158,27 @@ class SessionDump(msgspec.Struct, kw_only=True):
     batches: list[DumpBatch] = msgspec.field(default_factory=list)  # enqueue order
     attachments: list[DumpAttachment] = msgspec.field(default_factory=list)
     artifacts: list[DumpArtifact] = msgspec.field(default_factory=list)
+
+
+class RegistryDump(msgspec.Struct, kw_only=True):
+    """Every row of a registry (processes, host events or effects), in the form both backends
+    share (`backends.sql.rows`), and the counters it numbers new rows from (the lease fencing
+    counter; the host-event counters). What `lashstore copy` moves between deployments."""
+
+    tables: dict[str, list[tuple]]
+    counters: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class FileMigration(msgspec.Struct, kw_only=True):
+    """One database (a SQLite file, a PostgreSQL component) brought to this release's schema."""
+
+    path: str
+    kind: str | None
+    before: int | None
+    after: int | None
+    latest: int | None
+    error: str | None = None
+
+    @property
+    def migrated(self) -> bool:
+        return self.before is not None and self.after is not None and self.after != self.before

@@ -308,3 +308,5 @@ class SessionSummary(msgspec.Struct, kw_only=True):
     updated_at_ms: int | None = None
     path: str | None = None
     error: str | None = None
+    #: the schema version of a file an older lashstore wrote (`lashstore migrate` brings it forward)
+    older_schema: int | None = None

@@ -36,7 +36,7 @@ from ..model.maintenance import (
 )
 from ..model.session import SessionMeta
 from ..rules.maintenance import check_record
-from ._common import maintenance, opened
+from ._common import opened
 
 __all__ = [
     "FORMAT",
@@ -268,9 +268,9 @@ def read_dump(lines: Iterable[bytes | str]) -> tuple[ExportHeader, SessionDump]:
 
 def export_session(dep: Deployment, session_id: str, out: IO[bytes]) -> TransferSummary:
     """Write one session to `out` (a binary file). Raises SessionNotFound."""
-    with opened(dep, session_id) as store:
-        dump = maintenance(store).dump_session(store)
-    source = type(dep.sessions).__name__.replace("SessionStoreFactory", "").lower()
+    with opened(dep, session_id, readonly=True) as store:
+        dump = store.dump_session()
+    source = dep.backend
     n = write_dump(dump, out, source=source)
     return TransferSummary(
         session_id=session_id,
@@ -338,7 +338,7 @@ def import_session(dep: Deployment, lines: Iterable[bytes | str], *, replace: bo
     store = dep.sessions.open_store(sid) if existed else dep.sessions.create_store(sid)
     try:
         try:
-            written = maintenance(store).load_session_dump(store, dump)
+            written = store.load_session_dump(dump)
         except (ValidationError, CorruptRecord, ValueError) as e:
             raise ImportRefused("damaged", str(e)) from None
     except BaseException:

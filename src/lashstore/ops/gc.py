@@ -3,8 +3,10 @@
 `gc` deletes, in every session, the blobs no head checkpoint, named artifact or attachment
 reaches and that are older than a grace period, then shrinks the files it changed. `vacuum`
 removes tombstoned nodes and shrinks every file of the deployment (sessions and registries).
-Shrinking is SQLite's `VACUUM` plus a WAL checkpoint (see `backends/sqlite/maintenance.shrink`);
-file sizes are measured before and after, so the report says what the disk got back.
+Shrinking is each database's own (`store.shrink()`: SQLite's `VACUUM` plus a WAL checkpoint,
+PostgreSQL's `VACUUM`); a SQLite file's size is measured before and after, so the report says what
+the disk got back. Where every session shares one database (PostgreSQL, memory), blobs are shared
+too, so the collection runs once, through the first session's store.
 """
 
 from __future__ import annotations
@@ -15,16 +17,8 @@ from ..deployment import Deployment
 from ..errors import LashStoreError
 from ..model.session import GcReport
 from ..rules.maintenance import DEFAULT_GC_GRACE_MS
-from ._common import (
-    Progress,
-    file_size,
-    maintenance,
-    opened,
-    registry_files,
-    session_summaries,
-    summary_path,
-    tick,
-)
+from ._common import Progress, opened, session_summaries, tick
+from ._common import registries as deployment_registries
 
 __all__ = ["gc", "vacuum", "GcRunReport", "SessionGc", "VacuumRunReport", "FileVacuum", "DEFAULT_GC_GRACE_MS"]
 
@@ -67,26 +61,25 @@ def gc(
     aborts rather than delete what a repair needs); the others go on."""
     report = GcRunReport(dry_run=dry_run, grace_ms=grace_ms)
     rows = session_summaries(dep, sessions)
+    storage = dep.storage
     for i, row in enumerate(rows, 1):
-        path = summary_path(dep, row)
-        entry = SessionGc(session_id=row.session_id, path=None if path is None else str(path), bytes_before=file_size(path))
+        entry = SessionGc(session_id=row.session_id, path=row.path, bytes_before=storage.session_bytes(row.session_id))
         report.sessions.append(entry)
         if row.error is not None:
             entry.error = row.error
-        else:
+        elif not storage.shared or i == 1:
             try:
                 with opened(dep, row.session_id) as store:
-                    m = maintenance(store)
-                    r: GcReport = m.collect_garbage(store, grace_ms=grace_ms, dry_run=dry_run)
+                    r: GcReport = store.collect_garbage(grace_ms=grace_ms, dry_run=dry_run)
                     entry.deleted_blob_count = r.deleted_blob_count
                     entry.deleted_bytes = r.deleted_bytes
                     entry.retained_blob_count = r.retained_blob_count
-                    if not dry_run:
-                        if shrink and r.deleted_blob_count:
-                            m.shrink(store)
-                        entry.bytes_after = file_size(path)
+                    if not dry_run and shrink and r.deleted_blob_count:
+                        store.shrink()
             except LashStoreError as e:
                 entry.error = str(e)
+        if not dry_run:
+            entry.bytes_after = storage.session_bytes(row.session_id)
         tick(progress, "collecting garbage", i, len(rows))
     _totals(report)
     return report
@@ -131,32 +124,32 @@ def vacuum(
 ) -> VacuumRunReport:
     """Remove tombstoned nodes from every session and shrink every file of the deployment."""
     report = VacuumRunReport()
+    storage = dep.storage
     rows = [r for r in session_summaries(dep, sessions) if r.error is None]
-    reg = registry_files(dep) if registries and sessions is None else []
-    total = len(rows) + len(reg)
+    regs = list(deployment_registries(dep)) if registries and sessions is None else []
+    total = len(rows) + len(regs)
     done = 0
     for row in rows:
-        path = summary_path(dep, row)
-        entry = FileVacuum(name=row.session_id, kind="session", path=None if path is None else str(path),
-                           bytes_before=file_size(path))
+        entry = FileVacuum(name=row.session_id, kind="session", path=row.path,
+                           bytes_before=storage.session_bytes(row.session_id))
         report.files.append(entry)
         try:
             with opened(dep, row.session_id) as store:
                 entry.removed_node_count = store.vacuum().removed_node_count
-                _, _, entry.checkpointed = maintenance(store).shrink(store)
+                if not storage.shared or row is rows[-1]:
+                    _, _, entry.checkpointed = store.shrink()
         except LashStoreError as e:
             entry.error = str(e)
-        entry.bytes_after = file_size(path)
+        entry.bytes_after = storage.session_bytes(row.session_id)
         done += 1
         tick(progress, "vacuuming", done, total)
-    for path in reg:
-        entry = FileVacuum(name=path.name, kind="registry", path=str(path), bytes_before=file_size(path))
+    for name, registry in regs:
+        entry = FileVacuum(name=name, kind="registry", path=registry.location)
         report.files.append(entry)
         try:
-            _shrink_registry(path)
+            entry.bytes_before, entry.bytes_after, entry.checkpointed = registry.shrink()
         except LashStoreError as e:
             entry.error = str(e)
-        entry.bytes_after = file_size(path)
         done += 1
         tick(progress, "vacuuming", done, total)
     report.removed_node_count = sum(f.removed_node_count for f in report.files)
@@ -165,19 +158,3 @@ def vacuum(
     report.reclaimed_bytes = report.bytes_before - report.bytes_after
     report.errors = sum(1 for f in report.files if f.error)
     return report
-
-
-def _shrink_registry(path: object) -> None:
-    from ..backends.sqlite import maintenance as m
-    from ..backends.sqlite.connection import Database
-    from ..backends.sqlite import effects_schema, host_events_schema, process_schema
-
-    _, kind = m.schema_version(path)  # type: ignore[arg-type]
-    schemas = {s.KIND: s.MIGRATIONS for s in (process_schema, host_events_schema, effects_schema)}
-    if kind not in schemas:
-        raise LashStoreError(f"{path}: not a lashstore registry file (kind {kind!r})")
-    db = Database(path, kind=kind, migrations=schemas[kind])  # type: ignore[arg-type]
-    try:
-        m.shrink(db)
-    finally:
-        db.close()

@@ -20,19 +20,7 @@ from ..errors import LashStoreError, ValidationError
 from ..model.maintenance import GraphPruneResult
 from ..rules import validate as v
 from ..rules.maintenance import DEFAULT_GC_GRACE_MS
-from ._common import (
-    Progress,
-    file_size,
-    idle_since_ms,
-    maintenance,
-    opened,
-    registry_files,
-    registry_maintenance,
-    session_summaries,
-    store_root,
-    summary_path,
-    tick,
-)
+from ._common import Progress, idle_since_ms, opened, session_summaries, tick
 
 __all__ = ["RetentionPolicy", "RetentionReport", "SessionRetention", "retain", "SECOND", "MINUTE", "HOUR", "DAY"]
 
@@ -147,13 +135,13 @@ def retain(
     now = dep.options.clock.now_ms()
     registries = any(x is not None for x in (policy.processes_older_than_ms, policy.occurrences_older_than_ms,
                                               policy.effects_older_than_ms))
-    reg_before = sum(file_size(p) for p in registry_files(dep)) if registries else 0
+    storage = dep.storage
+    reg_before = storage.registry_bytes() if registries else 0
     rows = session_summaries(dep, policy.sessions)
     total = len(rows)
     for i, row in enumerate(rows, 1):
-        path = summary_path(dep, row)
-        entry = SessionRetention(session_id=row.session_id, path=None if path is None else str(path),
-                                 bytes_before=file_size(path))
+        entry = SessionRetention(session_id=row.session_id, path=row.path,
+                                 bytes_before=storage.session_bytes(row.session_id))
         if row.error is not None:
             entry.error = row.error
             report.sessions.append(entry)
@@ -179,10 +167,22 @@ def retain(
             except LashStoreError as e:
                 entry.error = str(e)
         if not dry_run and entry.bytes_after is None:
-            entry.bytes_after = file_size(path)
+            entry.bytes_after = storage.session_bytes(row.session_id)
         report.sessions.append(entry)
         tick(progress, "applying retention", i, total)
 
+    if policy.reclaim and storage.shared:
+        # Blobs are the deployment's: one collection after every session's pruning.
+        live = [s for s in report.sessions if not s.deleted and s.error is None]
+        if live:
+            try:
+                with opened(dep, live[0].session_id) as store:
+                    gc = store.collect_garbage(grace_ms=policy.gc_grace_ms, dry_run=dry_run)
+                    live[0].blobs, live[0].blob_bytes = gc.deleted_blob_count, gc.deleted_bytes
+                    if gc.deleted_blob_count and not dry_run:
+                        store.shrink()
+            except LashStoreError as e:
+                live[0].error = str(e)
     _registries(dep, policy, dry_run, report)
     report.graph_nodes = sum(s.graph.removed_node_count for s in report.sessions if s.graph)
     report.queue_batches = sum(s.queue_batches for s in report.sessions)
@@ -193,7 +193,7 @@ def retain(
     report.errors = sum(1 for s in report.sessions if s.error)
     report.bytes_before = sum(s.bytes_before for s in report.sessions) + reg_before
     if not dry_run:
-        reg_after = sum(file_size(p) for p in registry_files(dep)) if registries else 0
+        reg_after = storage.registry_bytes() if registries else 0
         report.bytes_after = sum(s.bytes_after if s.bytes_after is not None else s.bytes_before
                                  for s in report.sessions) + reg_after
         report.reclaimed_bytes = report.bytes_before - report.bytes_after
@@ -211,46 +211,38 @@ GRAPH_COPY_NAMESPACES = ("agents-history",)
 
 def _session(dep: Deployment, sid: str, policy: RetentionPolicy, dry_run: bool, entry: SessionRetention) -> None:
     with opened(dep, sid) as store:
-        m = maintenance(store)
         changed = False
         # A LangGraph thread's graph is its checkpoint history, not a conversation: pruning it by
         # turns would cut checkpoints the saver still reads. Prune those through the saver.
         if policy.keep_turns is not None and not sid.startswith(FRAMEWORK_SESSION_PREFIXES):
-            entry.graph = m.prune_graph(store, policy.keep_turns, dry_run=dry_run)
+            entry.graph = store.prune_graph(policy.keep_turns, dry_run=dry_run)
             changed |= entry.graph.removed_node_count > 0
             if entry.graph.removed_node_count > 0 and not dry_run:
                 for ns in GRAPH_COPY_NAMESPACES:
                     for _, name, _ in store.list_artifacts(namespace=ns):
                         store.delete_artifact(name, namespace=ns)
         if policy.finished_work_older_than_ms is not None:
-            entry.queue_batches = m.prune_finished_queue(store, policy.finished_work_older_than_ms, dry_run=dry_run)
+            entry.queue_batches = store.prune_finished_queue(policy.finished_work_older_than_ms, dry_run=dry_run)
             changed |= entry.queue_batches > 0
         if policy.turn_stamps_older_than_ms is not None or policy.keep_turn_stamps is not None:
-            entry.turn_stamps = m.prune_turn_stamps(
-                store, older_than_ms=policy.turn_stamps_older_than_ms, keep_last=policy.keep_turn_stamps,
-                dry_run=dry_run,
-            )
+            entry.turn_stamps = store.prune_turn_stamps(
+                older_than_ms=policy.turn_stamps_older_than_ms, keep_last=policy.keep_turn_stamps, dry_run=dry_run)
             changed |= entry.turn_stamps > 0
         if policy.compact_usage:
-            entry.usage_rows = m.compact_usage(store, dry_run=dry_run)
+            entry.usage_rows = store.compact_usage(dry_run=dry_run)
             changed |= entry.usage_rows > 0
-        if policy.reclaim:
-            gc = m.collect_garbage(store, grace_ms=policy.gc_grace_ms, dry_run=dry_run)
+        if policy.reclaim and not dep.storage.shared:
+            gc = store.collect_garbage(grace_ms=policy.gc_grace_ms, dry_run=dry_run)
             entry.blobs, entry.blob_bytes = gc.deleted_blob_count, gc.deleted_bytes
             changed |= gc.deleted_blob_count > 0
             if changed and not dry_run:
-                m.shrink(store)
+                store.shrink()
 
 
 def _registries(dep: Deployment, policy: RetentionPolicy, dry_run: bool, report: RetentionReport) -> None:
-    root = store_root(dep)
-
-    def present(name: str) -> bool:
-        # A SQLite deployment whose registry file was never created has nothing to prune there.
-        return root is None or (root / name).exists()
-
+    storage = dep.storage
     touched = []
-    if policy.processes_older_than_ms is not None and present("processes.db"):
+    if policy.processes_older_than_ms is not None and storage.has_registry("processes"):
         reg = dep.processes
         if dry_run:
             cutoff = dep.options.clock.now_ms() - policy.processes_older_than_ms
@@ -260,25 +252,14 @@ def _registries(dep: Deployment, policy: RetentionPolicy, dry_run: bool, report:
         else:
             report.processes = reg.prune_terminal_processes(policy.processes_older_than_ms)
             touched.append(reg)
-    if policy.occurrences_older_than_ms is not None and present("host_events.db"):
+    if policy.occurrences_older_than_ms is not None and storage.has_registry("host_events"):
         he = dep.host_events
-        report.occurrences, report.deliveries = registry_maintenance(he).prune_occurrences(
-            he, policy.occurrences_older_than_ms, dry_run=dry_run
-        )
+        report.occurrences, report.deliveries = he.prune_occurrences(policy.occurrences_older_than_ms, dry_run=dry_run)
         touched.append(he)
-    if policy.effects_older_than_ms is not None and present("effects.db"):
+    if policy.effects_older_than_ms is not None and storage.has_registry("effects"):
         eff = dep.effects
-        report.effects = registry_maintenance(eff).prune_effects(eff, policy.effects_older_than_ms, dry_run=dry_run)
+        report.effects = eff.prune_effects(policy.effects_older_than_ms, dry_run=dry_run)
         touched.append(eff)
     if policy.reclaim and not dry_run:
-        from ..backends.sqlite import maintenance as sqlite_maintenance
-
         for store in touched:
-            if getattr(store, "_db", None) is None:
-                continue  # a memory store has no file
-            if type(store).__module__.startswith("lashstore.backends.postgres."):
-                from ..backends.postgres import maintenance as pg_maintenance
-
-                pg_maintenance.shrink(store)
-            else:
-                sqlite_maintenance.shrink(store)
+            store.shrink()

@@ -9,21 +9,20 @@ row decoded. Files are opened read-only: verify never migrates, converts or repa
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import msgspec
 
 from ..deployment import Deployment
 from ..errors import LashStoreError, UnsupportedSchema
 from ..model.maintenance import Problem
-from ._common import Progress, maintenance, opened, registry_files, session_summaries, store_root, tick
+from ..model.session import SessionSummary
+from ._common import REGISTRIES, Progress, opened, session_summaries, tick
 
 __all__ = ["verify", "VerifyReport", "CheckedLocation", "Problem"]
 
 
 class CheckedLocation(msgspec.Struct, kw_only=True):
-    location: str  # a file, or <scheme>:<session> (memory:, postgresql:), postgresql:blobs
-    kind: str  # "session", "registry" or "blobs"
+    location: str  # a file, or where the database is (memory:, postgresql:<schema>) and the session
+    kind: str  # "session", "registry" or "database" (what every session of a shared database holds)
     session_id: str | None = None
     records: int = 0
     problems: int = 0
@@ -48,7 +47,8 @@ def verify(
     registries: bool = True,
     progress: Progress | None = None,
 ) -> VerifyReport:
-    """Check every session (or `sessions`) and, unless told not to, the registry files."""
+    """Check every session (or `sessions`) and, unless told not to, the registries. Everything is
+    opened read-only: verify never migrates, converts or repairs anything."""
     report = VerifyReport()
     mark = dep.incomplete_copy()
     if mark is not None:
@@ -57,105 +57,79 @@ def verify(
             detail=f"this deployment is an unfinished copy of {mark.get('source')} (started {mark.get('started_at')}): "
                    "sessions and records may be missing; run the same `lashstore copy` again to finish it",
         ))
-    root = store_root(dep)
-    if root is not None:
-        _verify_sqlite(dep, root, sessions, registries, report, progress)
-    else:
-        _verify_sessions(dep, sessions, report, progress)
+    storage = dep.storage
+    rows = session_summaries(dep, sessions)
+    if sessions is not None:
+        # Asked for by id: one the listing could not name (an unreadable file) is checked too.
+        listed = {r.session_id for r in rows}
+        rows += [SessionSummary(session_id=s) for s in sessions if s not in listed]
+    regs = [name for name, _ in REGISTRIES if registries and sessions is None and storage.has_registry(name)]
+    shared = storage.shared and sessions is None and bool(rows)
+    total = len(rows) + len(regs) + shared
+    done = 0
+    cache: dict[str, bool] = {}  # blob ref -> intact, shared by every session of one database
+    for row in rows:
+        loc = CheckedLocation(location=row.path or f"{storage.location}/{row.session_id}", kind="session",
+                              session_id=row.session_id)
+        if row.older_schema is not None:
+            _add(report, loc, _schema_finding(report, loc, row.older_schema, None))
+            done += 1
+            tick(progress, "verifying", done, total)
+            continue
+        try:
+            with opened(dep, row.session_id, readonly=True) as store:
+                # A file's blobs are its own; a shared database's are checked once for every session.
+                blobs = cache if storage.shared else {}
+                loc.records, problems = store.verify(blob_cache=blobs)
+                if not storage.shared:  # the session's own file: its integrity and every blob in it
+                    records, more = store.verify_database(blobs)
+                    loc.records += records
+                    problems += more
+        except UnsupportedSchema as e:
+            problems = _schema_finding(report, loc, e.found, e)
+        except LashStoreError as e:
+            problems = [Problem(location=loc.location, what="file" if row.path else "session",
+                                key=row.session_id, detail=f"cannot open: {e}")]
+        if not problems and row.error is not None:
+            problems = [Problem(location=loc.location, what="file", key=row.session_id, detail=row.error)]
+        _add(report, loc, problems)
+        done += 1
+        tick(progress, "verifying", done, total)
+    if shared:
+        loc = CheckedLocation(location=storage.location, kind="database")
+        with opened(dep, rows[0].session_id, readonly=True) as store:
+            loc.records, problems = store.verify_database(cache)
+        _add(report, loc, problems)
+        done += 1
+        tick(progress, "verifying", done, total)
+    for name in regs:
+        loc = CheckedLocation(location=name, kind="registry")
+        try:
+            with dep.open_registry(name, readonly=True) as registry:
+                loc.location = registry.location
+                loc.records, problems = registry.verify()
+        except UnsupportedSchema as e:
+            problems = _schema_finding(report, loc, e.found, e)
+        except LashStoreError as e:
+            problems = [Problem(location=loc.location, what="file", key=name, detail=f"cannot open: {e}")]
+        _add(report, loc, problems)
+        done += 1
+        tick(progress, "verifying", done, total)
     report.records = sum(c.records for c in report.checked)
     return report
 
 
-def _verify_sessions(dep: Deployment, sessions: list[str] | None, report: VerifyReport,
-                     progress: Progress | None) -> None:
-    """A deployment without files (memory, PostgreSQL): session by session, then, where blobs are
-    shared by the deployment, every blob no session reaches."""
-    scheme = dep.url.split("://", 1)[0] if "://" in dep.url else "sqlite"
-    rows = session_summaries(dep, sessions)
-    blob_cache: dict[str, bool] = {}
-    for i, row in enumerate(rows, 1):
-        loc = CheckedLocation(location=f"{scheme}:{row.session_id}", kind="session", session_id=row.session_id)
-        try:
-            with opened(dep, row.session_id) as store:
-                if hasattr(store, "verify_unreferenced_blobs"):
-                    loc.records, problems = store.verify(blob_cache=blob_cache)
-                else:
-                    loc.records, problems = maintenance(store).verify_session_store(store)
-        except LashStoreError as e:
-            problems = [Problem(location=loc.location, what="session", key=row.session_id, detail=str(e))]
-        _add(report, loc, problems)
-        tick(progress, "verifying", i, len(rows))
-    if sessions is None and scheme in ("postgresql", "postgres"):
-        # Blobs nothing references yet: through a store of the deployment (any will do).
-        store = dep.sessions.open_store(rows[0].session_id) if rows else None
-        if store is None:
-            from ..backends.postgres import PostgresSessionStore
-
-            store = PostgresSessionStore(dep.sessions._db)  # type: ignore[attr-defined]
-        try:
-            loc = CheckedLocation(location=f"{scheme}:blobs", kind="blobs")
-            loc.records, problems = store.verify_unreferenced_blobs(blob_cache)
-            _add(report, loc, problems)
-        finally:
-            store.close()
+def _schema_finding(report: VerifyReport, loc: CheckedLocation, found: int, e: UnsupportedSchema | None) -> list[Problem]:
+    if e is None or 0 < e.found < e.expected:
+        # Not damage: an older schema that a read-only check cannot read.
+        report.notes.append(Problem(location=loc.location, what="schema", key=loc.session_id or loc.location,
+                                    detail=f"schema version {found}, this lashstore reads a newer one: run "
+                                           "`lashstore migrate`, then verify"))
+        return []
+    return [Problem(location=loc.location, what="file", key=loc.session_id or loc.location, detail=f"cannot open: {e}")]
 
 
 def _add(report: VerifyReport, loc: CheckedLocation, problems: list[Problem]) -> None:
     loc.problems = len(problems)
     report.checked.append(loc)
     report.problems.extend(problems)
-
-
-def _verify_sqlite(
-    dep: Deployment, root: Path, sessions: list[str] | None, registries: bool, report: VerifyReport,
-    progress: Progress | None,
-) -> None:
-    from ..backends.sqlite import maintenance as m
-    from ..backends.sqlite.store import SqliteSessionStore
-
-    factory = dep.sessions
-    files: list[tuple[Path, str | None]]
-    if sessions is None:
-        files = [(p, None) for p in factory.session_files()]  # type: ignore[attr-defined]
-    else:
-        files = [(factory.path_for_session(s), s) for s in sessions]  # type: ignore[attr-defined]
-    regs = registry_files(dep) if registries and sessions is None else []
-    total = len(files) + len(regs)
-    done = 0
-    for path, sid in files:
-        loc = CheckedLocation(location=str(path), kind="session", session_id=sid)
-        problems: list[Problem]
-        if not path.exists():
-            problems = [Problem(location=str(path), what="file", key=str(path), detail=f"no session {sid!r} in the store")]
-        else:
-            try:
-                store = SqliteSessionStore(path, options=dep.options, readonly=True)
-            except UnsupportedSchema as e:
-                if 0 < e.found < e.expected:
-                    # Not damage: an older schema that a read-only check cannot read.
-                    report.notes.append(Problem(location=str(path), what="schema", key=path.name,
-                                                detail=f"schema version {e.found}, this lashstore reads "
-                                                       f"{e.expected}: run `lashstore migrate`, then verify"))
-                    problems = []
-                else:
-                    problems = [Problem(location=str(path), what="file", key=path.name, detail=f"cannot open: {e}")]
-            except LashStoreError as e:
-                problems = [Problem(location=str(path), what="file", key=path.name, detail=f"cannot open: {e}")]
-            else:
-                try:
-                    ids = m.session_ids(store)
-                    loc.session_id = sid or (ids[0] if len(ids) == 1 else None)
-                    loc.records, problems = m.verify_session_store(store)
-                except LashStoreError as e:
-                    problems = [Problem(location=str(path), what="file", key=path.name, detail=str(e))]
-                finally:
-                    store.close()
-        _add(report, loc, problems)
-        done += 1
-        tick(progress, "verifying", done, total)
-    for path in regs:
-        loc = CheckedLocation(location=str(path), kind="registry")
-        loc.records, problems = m.verify_registry_file(path)
-        _add(report, loc, problems)
-        done += 1
-        tick(progress, "verifying", done, total)

@@ -1,8 +1,8 @@
 """Process-registry decisions, shared by every backend.
 
-A backend validates and encodes the caller's input with the `prepare_*` functions before it
-takes a lock, loads the rows a decision needs inside one write transaction, asks here what to do,
-and writes the answer in that same transaction. What lives here:
+The engine (`engine.processes`) validates and encodes the caller's input with the `prepare_*`
+functions before it takes a lock, loads the rows a decision needs inside one write transaction,
+asks here what to do, and writes the answer in that same transaction. What lives here:
 
 * registration: core event types added, validation, canonical form and `registration_hash`;
 * events: the replay-key rules, declared types, payload validation (pluggable, jsonschema by
@@ -10,7 +10,9 @@ and writes the answer in that same transaction. What lives here:
 * leases: liveness, claim (re-entrant for the holder), renew and fencing checks;
 * session deletion: which processes to cancel and which to keep;
 * the row shapes both backends store (records, events, grants, leases) and how they decode;
-* waiting: a notifier per database plus a bounded poll, for `wait_event_after`/`await_process`.
+* waiting: only whether a timeout is acceptable (the wait itself is `engine.waits`).
+
+No I/O and no waiting here (the cache lock of `JsonSchemaValidator` guards memory only).
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ from __future__ import annotations
 import collections
 import math
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple, Protocol, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -32,7 +33,6 @@ from ..errors import (
     ReplayConflict,
     UnknownProcess,
     ValidationError,
-    WaitTimeout,
 )
 from ..model.process import (
     CANCEL_REQUESTED,
@@ -146,15 +146,8 @@ __all__ = [
     "check_limit",
     "check_age",
     # waiting
-    "Notifier",
-    "shared_notifier",
     "check_timeout",
-    "wait_for",
-    "POLL_START_S",
-    "POLL_CAP_S",
 ]
-
-T = TypeVar("T")
 
 # -- payload validation -----------------------------------------------------------------------------
 
@@ -963,73 +956,12 @@ def check_age(older_than_ms: Any) -> None:
     check_nonneg_int(older_than_ms, "older_than_ms")
 
 
-# -- waiting -----------------------------------------------------------------------------------------------
-
-#: Waiters poll the database from POLL_START_S, doubling up to POLL_CAP_S, to see appends made
-#: by other processes; appends in this process wake them at once through a Notifier.
-POLL_START_S = 0.005
-POLL_CAP_S = 0.040
-
-
-class Notifier:
-    """A condition with a generation counter, so a notification between a waiter's check and its
-    wait is never lost."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._generation = 0
-
-    @property
-    def generation(self) -> int:
-        return self._generation
-
-    def notify(self) -> None:
-        with self._cond:
-            self._generation += 1
-            self._cond.notify_all()
-
-    def wait(self, seen: int, timeout: float) -> None:
-        with self._cond:
-            if self._generation == seen:
-                self._cond.wait(timeout)
-
-
-_shared: dict[str, Notifier] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_notifier(key: str) -> Notifier:
-    """The notifier of one database (keyed by its resolved path), shared by every handle on it
-    in this process, so an append through one handle wakes waiters on all of them."""
-    with _shared_lock:
-        n = _shared.get(key)
-        if n is None:
-            n = _shared[key] = Notifier()
-        return n
+# -- waiting ---------------------------------------------------------------------------------------------
+# The wait itself (notifier, poll) is I/O and lives in `lashstore.engine.waits`; what is decided
+# here is only whether a timeout is acceptable.
 
 
 def check_timeout(timeout: Any) -> float:
     if type(timeout) not in (int, float) or not math.isfinite(timeout) or timeout < 0:
         raise ValidationError(f"timeout must be a finite number of seconds >= 0, got {timeout!r}")
     return float(timeout)
-
-
-def wait_for(check: Callable[[], T | None], notifier: Notifier, timeout: float, *, poll: bool, what: str) -> T:
-    """Run `check` until it returns something other than None; WaitTimeout after `timeout` s.
-
-    `check` runs at once, after every notification, and (with `poll`) at least every
-    POLL_CAP_S. Time is the monotonic clock: waits are real time, not the store's clock.
-    """
-    deadline = time.monotonic() + timeout
-    delay = POLL_START_S
-    while True:
-        seen = notifier.generation
-        found = check()
-        if found is not None:
-            return found
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise WaitTimeout(f"{what} did not happen within {timeout:g} s; wait again with a longer timeout")
-        notifier.wait(seen, min(delay, remaining) if poll else remaining)
-        if poll:
-            delay = min(delay * 2, POLL_CAP_S)

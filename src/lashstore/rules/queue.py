@@ -12,7 +12,14 @@ from typing import Any, NamedTuple
 
 from ..codec import check_json
 from ..errors import QueuedWorkClaimExpired, ValidationError
-from ..model.queue import ClaimBoundary, DeliveryPolicy, QueuedWorkBatchDraft, QueuedWorkCompletion, SlotPolicy
+from ..model.queue import (
+    ClaimBoundary,
+    DeliveryPolicy,
+    QueuedWorkBatchDraft,
+    QueuedWorkClaim,
+    QueuedWorkCompletion,
+    SlotPolicy,
+)
 from .validate import check_id, check_nonneg_int, check_optional_id
 
 __all__ = [
@@ -22,6 +29,7 @@ __all__ = [
     "select_claim",
     "check_held",
     "check_draft",
+    "check_claim",
     "check_claim_args",
     "MAX_CLAIM_BATCHES",
 ]
@@ -140,6 +148,16 @@ def check_draft(draft: Any) -> QueuedWorkBatchDraft:
     check_optional_id(draft.source_key, "draft.source_key")
     check_nonneg_int(draft.available_at_ms, "draft.available_at_ms")
     return draft
+
+
+def check_claim(claim: Any) -> QueuedWorkClaim:
+    """A claim handed back to renew or abandon is one `claim_ready_queued_work` returned."""
+    if not isinstance(claim, QueuedWorkClaim):
+        raise ValidationError(f"expected a QueuedWorkClaim, got {type(claim).__name__}")
+    check_id(claim.session_id, "claim.session_id")
+    check_id(claim.claim_id, "claim.claim_id")
+    check_id(claim.lease_token, "claim.lease_token")
+    return claim
 
 
 def check_claim_args(session_id: Any, owner_id: Any, boundary: Any, ttl_ms: Any, max_batches: Any) -> ClaimBoundary:

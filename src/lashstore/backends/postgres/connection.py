@@ -75,7 +75,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from ...clock import Clock, SystemClock
 from ...errors import BackendError, LashStoreError, StoreBusy, StoreClosed, StoreUnavailable, ValidationError
 from ...options import StoreOptions
-from ...rules.process import Notifier
+from ...engine.waits import Notifier
 
 __all__ = [
     "PostgresDatabase",
@@ -204,6 +204,52 @@ class _UnknownOutcome(Exception):
     pass
 
 
+class PostgresDialect:
+    """PostgreSQL's side of `engine.tx.Dialect`."""
+
+    name = "postgres"
+    for_update = " FOR UPDATE"
+    for_key_share = " FOR KEY SHARE"
+    greatest = "greatest"
+
+    @staticmethod
+    def claim_candidates(t: Any, session_id: str, limit: int) -> Any:
+        from .queue_claim import claim_candidates
+
+        return claim_candidates(t, session_id, limit)
+
+    @staticmethod
+    def wait_for_queue_head(t: Any, head: int) -> None:
+        from .queue_claim import wait_for_queue_head
+
+        wait_for_queue_head(t, head)
+
+    @staticmethod
+    def explicit_ids(t: Any, table: str, column: str, top: int) -> str:
+        """An identity column given its values: move its sequence past `top` (setval: at once,
+        outside the transaction, forward only) and override the identity."""
+        seq_name = t.one("SELECT pg_get_serial_sequence(?, ?)", (table, column))[0]
+        last, called = t.one(sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(seq_name)))
+        if last < top or (last == top and not called):
+            t.execute("SELECT setval(?, ?)", (seq_name, top))
+        return " OVERRIDING SYSTEM VALUE"
+
+
+DIALECT = PostgresDialect()
+
+_converted: dict[str, str] = {}
+
+
+def _pg(query: Any) -> Any:
+    """SQL written once with `?` placeholders, in psycopg's `%s` form (cached)."""
+    if type(query) is not str or "?" not in query:
+        return query
+    out = _converted.get(query)
+    if out is None:
+        out = _converted[query] = query.replace("%", "%%").replace("?", "%s")
+    return out
+
+
 class Tx:
     """One open transaction: a cursor plus the transaction's clock, locks and notifications.
 
@@ -212,6 +258,7 @@ class Tx:
     """
 
     __slots__ = ("cur", "db", "_clock", "_now", "_topics", "_begin", "_deferred", "unique_errors")
+    dialect = DIALECT
 
     def __init__(self, cur: psycopg.Cursor, db: "PostgresDatabase", clock: Clock | None, begin: str) -> None:
         self.cur = cur
@@ -226,6 +273,7 @@ class Tx:
 
     # -- statements ----------------------------------------------------------------------------
     def execute(self, query: Any, params: Any = None) -> psycopg.Cursor:
+        query = _pg(query)
         if self._begin is None and not self._deferred:
             return self.cur.execute(query, params)
         with self.cur.connection.pipeline():
@@ -253,6 +301,7 @@ class Tx:
     def many(self, query: Any, params_seq: Sequence[Any]) -> None:
         if not params_seq:
             return
+        query = _pg(query)
         if self._begin is None and not self._deferred:
             self.cur.executemany(query, params_seq)
             return
@@ -265,11 +314,11 @@ class Tx:
 
     def defer(self, query: Any, params: Any = None) -> None:
         """A write whose result is not needed: sent with the next statement or with COMMIT."""
-        self._deferred.append((False, query, params))
+        self._deferred.append((False, _pg(query), params))
 
     def defer_many(self, query: Any, params_seq: Sequence[Any]) -> None:
         if params_seq:
-            self._deferred.append((True, query, params_seq))
+            self._deferred.append((True, _pg(query), params_seq))
 
     def _commit(self) -> None:
         if self._begin is not None and not self._deferred:
@@ -309,6 +358,11 @@ class Tx:
         if self._clock is not None:
             return self._clock.now_ms()
         return self.execute(f"SELECT {NOW_MS}").fetchone()[0]  # type: ignore[index]
+
+    @property
+    def now_column(self) -> str:
+        """", <now>" to fetch the database clock with a row (empty when the store's clock rules)."""
+        return f", {NOW_MS}" if self._clock is None else ""
 
     @property
     def now_sql(self) -> str:
@@ -496,6 +550,13 @@ class PostgresDatabase:
     Store objects (session stores, the factory, the registries) share one database object; it
     is closed by whoever created it (`owned=True` on the stores that opened it from a URL).
     """
+
+    dialect = DIALECT
+
+    @staticmethod
+    def clock_for(options: StoreOptions) -> Clock | None:
+        """The clock a transaction uses for `options`: None (the database's) unless a test clock is set."""
+        return None if uses_database_clock(options) else options.clock
 
     def __init__(
         self,
@@ -715,6 +776,44 @@ class PostgresDatabase:
         with self._lock:
             self._ensured.add(component)
 
+    # -- the deployment's tables -----------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return f"postgresql:{self.schema}"
+
+    _SESSION_TABLES = ("session_head", "graph_nodes", "usage_deltas", "turn_commits", "session_meta",
+                       "queued_work_batches", "queued_work_items", "attachment_manifest", "artifact_refs", "blobs")
+
+    def shrink(self, tables: Sequence[str] | None = None) -> tuple[int, int, bool]:
+        """`VACUUM` the schema's session tables (the shared blobs included), or `tables` (a
+        registry's). Returns (bytes before, bytes after, True): `pg_total_relation_size` of those
+        tables.
+
+        Plain VACUUM, not VACUUM FULL (that takes an ACCESS EXCLUSIVE lock): it marks dead rows'
+        space reusable without blocking readers or writers; PostgreSQL seldom hands it back to the
+        file system. VACUUM cannot run in a transaction: it runs on an autocommit connection."""
+        def size(conn: psycopg.Connection) -> int:
+            row = conn.execute(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind = 'r'",
+                (self.schema, list(names)),
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        names = self._SESSION_TABLES if tables is None else tuple(tables)
+        try:
+            with self.connection() as conn:
+                before = size(conn)
+                for table in names:
+                    conn.execute(sql.SQL("VACUUM {}").format(sql.Identifier(self.schema, table)))
+                return before, size(conn), True
+        except psycopg.Error as e:
+            raise translate(e, f"vacuum schema {self.schema}") from e
+
+    def integrity_problems(self) -> list[tuple[str, str, str]]:
+        """Nothing to add to the per-record checks: PostgreSQL enforces column types itself."""
+        return []
+
     def lock_key(self, *parts: str) -> str:
         return "lashstore\x1f" + self.schema + "\x1f" + "\x1f".join(parts)
 
@@ -907,8 +1006,19 @@ def split_url(url: str) -> tuple[str, dict[str, Any]]:
     return clean, kw
 
 
-def open_database(target: "PostgresDatabase | str", schema: str | None) -> tuple[PostgresDatabase, bool]:
-    """(database, whether the caller owns it) for a store given a URL or a shared database."""
+def open_database(target: "PostgresDatabase | str", schema: str | None,
+                  component: str | None = None) -> tuple[PostgresDatabase, bool]:
+    """(database, whether the caller owns it) for a store given a URL or a shared database; with
+    `component`, its tables created or migrated (an owned database is closed again on failure)."""
+    if component is not None:
+        db, owned = open_database(target, schema)
+        try:
+            db.ensure(component)
+        except BaseException:
+            if owned:
+                db.close()
+            raise
+        return db, owned
     if isinstance(target, PostgresDatabase):
         if schema is not None and schema != target.schema:
             raise ValidationError(f"schema {schema!r} differs from the shared database's {target.schema!r}")

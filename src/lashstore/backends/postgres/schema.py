@@ -22,6 +22,7 @@ other's names (upstream bug 10) and deleting a session removes its artifacts (bu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 import psycopg.errors
@@ -408,3 +409,9 @@ def ensure_component(conn: psycopg.Connection, schema: str, component: str) -> N
         raise
     except psycopg.Error as e:
         raise BackendError(f"create or migrate the postgres {component} schema in {schema!r}: {e}") from e
+
+
+def component_version(db: Any, component: str) -> int | None:
+    """The stamped version of `component` in the database's schema (None: not created yet)."""
+    with db.connection() as conn:
+        return _stamped_version(conn, db.schema, component)

@@ -16,8 +16,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from pathlib import Path
 
+from ...clock import SystemClock
 from ...errors import (
     BackendError,
     StoreBusy,
@@ -28,7 +30,7 @@ from ...errors import (
     UnsupportedSchema,
 )
 
-__all__ = ["Database", "Migration", "translate", "os_error"]
+__all__ = ["Database", "Migration", "translate", "os_error", "file_bytes"]
 
 #: (version it produces, statements)
 Migration = tuple[int, Sequence[str]]
@@ -41,6 +43,7 @@ DELETED_KEY = "deleted"
 _IS_DELETED = f"SELECT 1 FROM lashstore_meta WHERE key = '{DELETED_KEY}'"
 
 _SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE = 1006
+_SYSTEM_CLOCK = SystemClock()
 
 
 def _ctypes_db_config() -> Callable[[sqlite3.Connection, bool], bool] | None:
@@ -185,8 +188,129 @@ def _connect(target: str, uri: bool, busy_timeout_ms: int) -> sqlite3.Connection
     )
 
 
+def file_bytes(path: str | os.PathLike[str]) -> int:
+    """The database file plus its WAL, as the file system counts them."""
+    total = 0
+    for p in (Path(path), Path(f"{os.fspath(path)}-wal")):
+        try:
+            total += p.stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+    return total
+
+
+_TYPEOF = {"INTEGER": ("integer",), "TEXT": ("text",), "BLOB": ("blob",), "REAL": ("real", "integer")}
+
+
+def _declared_type_problems(c: sqlite3.Connection, table: str) -> list[tuple[str, str, str]]:
+    out = []
+    cols = c.execute(f'PRAGMA table_info("{table}")').fetchall()
+    key_cols = [r[1] for r in sorted(cols, key=lambda r: r[5]) if r[5]] or [cols[0][1]]
+    keys = ", ".join(f'"{k}"' for k in key_cols)
+    for _, name, decl, notnull, _, _ in cols:
+        allowed = _TYPEOF.get((decl or "").upper())
+        if allowed is None:
+            continue
+        kinds = ", ".join(f"'{k}'" for k in allowed + (() if notnull else ("null",)))
+        for row in c.execute(f'SELECT {keys}, "{name}", typeof("{name}") FROM "{table}" '
+                             f'WHERE typeof("{name}") NOT IN ({kinds}) LIMIT 100'):
+            key = "/".join(str(k) for k in row[:-2])
+            out.append((table, key, f"column {name} holds {row[-2]!r} ({row[-1]}), its declared type is {decl}"))
+    return out
+
+
+class SqliteDialect:
+    """SQLite's side of `engine.tx.Dialect`: the write transaction holds the whole database."""
+
+    name = "sqlite"
+    for_update = ""
+    for_key_share = ""
+    greatest = "max"
+
+    @staticmethod
+    def explicit_ids(t: Any, table: str, column: str, top: int) -> str:
+        """What an INSERT giving `column` its values needs (SQLite: nothing)."""
+        return ""
+
+
+DIALECT = SqliteDialect()
+
+
+class SqliteTx:
+    """`engine.tx.Tx` over an open SQLite transaction."""
+
+    __slots__ = ("conn", "db", "dialect", "unique_errors", "_clock", "_now", "topics")
+
+    def __init__(self, conn: sqlite3.Connection, db: "Database", clock: Any) -> None:
+        self.conn = conn
+        self.db = db
+        self.dialect = DIALECT
+        self.unique_errors: dict[str, type[Exception]] = {}
+        self._clock = clock
+        self._now: int | None = None
+        self.topics: list[str] = []
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.IntegrityError as e:
+            raise self._mapped(e) from e
+
+    def _mapped(self, e: sqlite3.IntegrityError) -> BaseException:
+        msg = str(e)
+        if self.unique_errors and msg.startswith("UNIQUE constraint failed: "):
+            table = msg.split(": ", 1)[1].split(".", 1)[0]
+            exc = self.unique_errors.get(table)
+            if exc is not None:
+                return exc()
+        return e
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+        return self.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self.execute(sql, params).fetchall()
+
+    def many(self, sql: str, params_seq: Sequence[Sequence[Any]]) -> None:
+        try:
+            self.conn.executemany(sql, params_seq)
+        except sqlite3.IntegrityError as e:
+            raise self._mapped(e) from e
+
+    def rowcount(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.execute(sql, params).rowcount
+
+    defer = execute
+    defer_many = many
+
+    def now(self) -> int:
+        if self._now is None:
+            self._now = (self._clock or _SYSTEM_CLOCK).now_ms()
+        return self._now
+
+    def set_now(self, value: int) -> None:
+        pass  # the store's clock, never the database's
+
+    uses_database_clock = False
+    now_column = ""
+
+    def lock(self, *key: str) -> None:
+        pass  # BEGIN IMMEDIATE holds the whole database
+
+    def notify(self, topic: str) -> None:
+        self.topics.append(topic)
+
+
 class Database:
     """A connection plus the lock that serialises its use across threads."""
+
+    dialect = DIALECT
+    #: called with the notified topics after a write transaction commits (in-process waiters)
+    on_commit: Callable[[list[str]], None] | None = None
+
+    @staticmethod
+    def clock_for(options: Any) -> Any:
+        return options.clock
 
     def __init__(
         self,
@@ -392,7 +516,7 @@ class Database:
 
     # -- transactions --------------------------------------------------------------------------
     @contextlib.contextmanager
-    def write(self, where: str = "write") -> Iterator[sqlite3.Connection]:
+    def writing(self, where: str = "write") -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT; any exception rolls everything back and propagates."""
         with self._lock:
             self._check_open()
@@ -426,7 +550,7 @@ class Database:
                     raise translate(e, where, self.path) from e
 
     @contextlib.contextmanager
-    def read(self, where: str = "read") -> Iterator[sqlite3.Connection]:
+    def reading(self, where: str = "read") -> Iterator[sqlite3.Connection]:
         """One deferred transaction, so several statements read one snapshot."""
         with self._lock:
             self._check_open()
@@ -453,9 +577,23 @@ class Database:
                 except sqlite3.Error as e:
                     raise translate(e, where, self.path) from e
 
-    def run(self, fn: Callable[[sqlite3.Connection], object], where: str) -> object:
-        with self.write(where) as c:
-            return fn(c)
+    def write(self, fn: Any, where: str = "write", *, clock: Any = None) -> Any:
+        """`fn(tx)` in one BEGIN IMMEDIATE transaction (the engine's interface, engine.tx.Db)."""
+        if not callable(fn):  # the older form: `with db.write("where") as conn:`
+            return self.writing(fn)
+        with self.writing(where) as c:
+            tx = SqliteTx(c, self, clock)
+            result = fn(tx)
+        if tx.topics and self.on_commit is not None:
+            self.on_commit(tx.topics)
+        return result
+
+    def read(self, fn: Any, where: str = "read", *, clock: Any = None) -> Any:
+        """`fn(tx)` in one read transaction (one snapshot)."""
+        if not callable(fn):
+            return self.reading(fn)
+        with self.reading(where) as c:
+            return fn(SqliteTx(c, self, clock))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -464,6 +602,53 @@ class Database:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    # -- the file ----------------------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        """Where the database is, for reports (its file)."""
+        return self.path
+
+    def shrink(self, tables: Sequence[str] | None = None) -> tuple[int, int, bool]:
+        """Give the file's free pages back to the file system: checkpoint the WAL, `VACUUM`, and
+        checkpoint again with TRUNCATE. Returns (bytes before, bytes after, fully checkpointed).
+        (`tables` is for PostgreSQL's interface: VACUUM rewrites the whole file.)
+
+        VACUUM rather than incremental auto-vacuum: it also defragments, needs no schema change,
+        and with one file per session each rewrite is small. It takes the write lock (writers wait
+        for it, readers do not); a reader holding an old snapshot can keep the WAL from
+        truncating, which the third value reports."""
+        if self.path == ":memory:" or self.readonly:
+            return file_bytes(self.path), file_bytes(self.path), True
+        with self._lock:
+            self._check_open()
+            before = file_bytes(self.path)
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                self.conn.execute("VACUUM")
+                busy = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.Error as e:
+                raise translate(e, f"vacuum {self.path}", self.path) from e
+            return before, file_bytes(self.path), busy == 0
+
+    def integrity_problems(self) -> list[tuple[str, str, str]]:
+        """(what, key, detail) of every finding of `PRAGMA integrity_check`, and of every value
+        whose type is not its column's declared one (SQLite keeps whatever it is given, so a tool
+        writing into the file can leave text where an integer belongs)."""
+        out: list[tuple[str, str, str]] = []
+        with self._lock:
+            self._check_open()
+            c = self.conn
+            try:
+                out += [("integrity", "page", str(m)) for (m,) in c.execute("PRAGMA integrity_check") if m != "ok"]
+                tables = [r[0] for r in c.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+                    "AND name <> 'lashstore_meta'")]
+                for table in tables:
+                    out += _declared_type_problems(c, table)
+            except sqlite3.Error as e:
+                out.append(("integrity", "file", f"cannot check the file: {e}"))
+        return out
 
     def mark_deleted(self, now_ms: int) -> None:
         """Write the deletion mark (the caller unlinks the files next). Waits for the write lock,

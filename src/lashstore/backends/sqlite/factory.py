@@ -75,6 +75,26 @@ def remove_session_file(path: Path, options: StoreOptions) -> bool:
             db.close()
 
 
+def _stored_session_id(path: Path) -> str | None:
+    """The session id a damaged or unreadable file holds, read without decoding anything."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        for table in ("session_meta", "session_head"):
+            row = conn.execute(f"SELECT session_id FROM {table} LIMIT 1").fetchone()
+            if row is not None and type(row[0]) is str:
+                return row[0]
+    except sqlite3.Error:
+        pass
+    finally:
+        conn.close()
+    return None
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -95,12 +115,13 @@ class SqliteSessionStoreFactory:
     def durability_tier(self) -> DurabilityTier:
         return DurabilityTier.DURABLE
 
-    def path_for_session(self, session_id: str) -> Path:
+    def _path_for_session(self, session_id: str) -> Path:
         v.check_id(session_id, "session_id")
         return self.root / safe_file_name(session_id)
 
-    def _open_store(self, session_id: str) -> SqliteSessionStore:
-        store = SqliteSessionStore(self.path_for_session(session_id), session_id=session_id, options=self.options)
+    def _open_store(self, session_id: str, readonly: bool = False) -> SqliteSessionStore:
+        store = SqliteSessionStore(self._path_for_session(session_id), session_id=session_id, options=self.options,
+                                   readonly=readonly)
         with self._lock:
             self._open.add(store)
         return store
@@ -121,7 +142,7 @@ class SqliteSessionStoreFactory:
         session behind; a reopen never overwrites what is stored."""
         v.check_id(session_id, "session_id")
         meta = new_session_meta(session_id, model=model, relation=relation, cwd=cwd, session_name=session_name)
-        path = self.path_for_session(session_id)
+        path = self._path_for_session(session_id)
         if self.options.readonly:
             if path.exists():
                 return self.open_store(session_id)
@@ -150,9 +171,9 @@ class SqliteSessionStoreFactory:
             raise os_error(e, f"create the store directory {self.root}") from None
 
     def _create_file(self, path: Path, meta: SessionMeta) -> None:
-        self.build_session_file(path, meta.session_id, lambda store: store._create_meta_once(meta))
+        self._build_session_file(path, meta.session_id, lambda store: store._create_meta_once(meta))
 
-    def build_session_file(self, path: Path, session_id: str, fill: Callable[[SqliteSessionStore], None]) -> bool:
+    def _build_session_file(self, path: Path, session_id: str, fill: Callable[[SqliteSessionStore], None]) -> bool:
         """Make a session file whole under a temporary name (`fill(store)` writes into it), then
         link it into place at `path`. False (and nothing changed) when `path` exists by then."""
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -183,41 +204,38 @@ class SqliteSessionStoreFactory:
                     pass
 
     def has_session(self, session_id: str) -> bool:
-        return self.path_for_session(session_id).exists()
+        return self._path_for_session(session_id).exists()
 
-    def open_store(self, session_id: str) -> SqliteSessionStore:
+    def open_store(self, session_id: str, *, readonly: bool = False) -> SqliteSessionStore:
+        """The session's store; `readonly` opens its file for reading only (never migrated)."""
         if not self.has_session(session_id):
             raise SessionNotFound(session_id)
         try:
-            return self._open_store(session_id)
+            return self._open_store(session_id, readonly)
         except SessionDeleted:
-            remove_session_file(self.path_for_session(session_id), self.options)
+            remove_session_file(self._path_for_session(session_id), self.options)
             raise SessionNotFound(session_id) from None
 
     def delete_session(self, session_id: str) -> bool:
         """Delete the session: mark its file deleted, then remove it and its sidecars.
 
-        Handles on the session elsewhere (another factory, another process) see the mark at their
-        next operation and raise SessionDeleted; none can write into the removed file."""
-        path = self.path_for_session(session_id)
+        Every handle on the session (this factory's, another's, another process's) sees the mark at
+        its next operation and raises SessionDeleted; none can write into the removed file."""
+        path = self._path_for_session(session_id)
         if not path.exists():
             return False
         if self.options.readonly:
             raise StoreReadOnly(f"cannot delete session {session_id!r}: the store at {self.root} is read-only")
-        with self._lock:
-            for store in list(self._open):
-                if store.path == str(path):
-                    store.close()
         return remove_session_file(path, self.options)
 
-    def session_files(self) -> list[Path]:
+    def _session_files(self) -> list[Path]:
         if not self.root.is_dir():
             return []
         return sorted(p for p in self.root.iterdir() if p.is_file() and _is_session_file(p.name))
 
     def list_sessions(self) -> list[SessionSummary]:
         out: list[SessionSummary] = []
-        for path in self.session_files():
+        for path in self._session_files():
             summary = self._summary(path)
             if summary is not None:
                 out.append(summary)
@@ -226,7 +244,8 @@ class SqliteSessionStoreFactory:
 
     def _summary(self, path: Path) -> SessionSummary | None:
         """The listing row of a session file; None for one deleted since (or whose deletion was
-        cut short: its mark is there, its removal not yet)."""
+        cut short: its mark is there, its removal not yet). Listing never changes a file: one of
+        an older schema is listed with the error that says to migrate it."""
         try:
             with SqliteSessionStore(path, options=self.options, readonly=True) as store:
                 meta = store.load_session_meta()
@@ -249,8 +268,10 @@ class SqliteSessionStoreFactory:
                 return None  # deleted between the listing and the open
             raise
         except LashStoreError as e:
-            # One unreadable file must not hide the others.
-            return SessionSummary(session_id=path.stem, path=str(path), error=str(e))
+            # One unreadable file must not hide the others; named by its session where it can be.
+            older = e.found if isinstance(e, UnsupportedSchema) and 0 < e.found < e.expected else None
+            return SessionSummary(session_id=_stored_session_id(path) or path.stem, path=str(path), error=str(e),
+                                  older_schema=older)
 
     def close(self) -> None:
         with self._lock:

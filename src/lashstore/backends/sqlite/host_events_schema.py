@@ -1,7 +1,11 @@
 """Host-event database schema, as numbered forward migrations (kind "host events").
 
-The subscription counter is its own AUTOINCREMENT table, so `trigger:{n}` never repeats, also
-after rows are removed. Every table has an AUTOINCREMENT `seq`, the order listings use.
+Version 1 numbered subscriptions from an AUTOINCREMENT table of its own, and occurrences and
+deliveries by their AUTOINCREMENT `seq`. Version 2 numbers all three from `host_event_counters`,
+the table PostgreSQL uses, so the statements are the same on both: each counter starts where
+version 1 left off (the higher of its `sqlite_sequence` mark and the rows' largest number), so
+`trigger:{n}` never repeats across the migration, also after rows were removed. `seq` keeps its
+AUTOINCREMENT declaration (rebuilding the tables would gain nothing); the store always gives it.
 """
 
 from __future__ import annotations
@@ -55,5 +59,25 @@ V1 = (
     "CREATE INDEX host_event_deliveries_process ON host_event_deliveries (process_id)",
 )
 
-MIGRATIONS: list[Migration] = [(1, V1)]
+
+def _carried(counter: str, table: str, sequence: str) -> str:
+    return (
+        f"SELECT '{counter}', max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = '{sequence}'), 0), "
+        f"coalesce((SELECT max(seq) FROM {table}), 0))"
+    )
+
+
+V2 = (
+    "CREATE TABLE host_event_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "INSERT INTO host_event_counters (name, value) "
+    + " UNION ALL ".join((
+        _carried("subscription", "host_event_subscriptions", "host_event_subscription_seq"),
+        _carried("occurrence", "host_event_occurrences", "host_event_occurrences"),
+        _carried("delivery", "host_event_deliveries", "host_event_deliveries"),
+    )),
+    # Its sqlite_sequence row goes with it.
+    "DROP TABLE host_event_subscription_seq",
+)
+
+MIGRATIONS: list[Migration] = [(1, V1), (2, V2)]
 LATEST = MIGRATIONS[-1][0]

@@ -139,5 +139,26 @@ V2 = (
     "CREATE INDEX attachment_manifest_by_id ON attachment_manifest (attachment_id)",
 )
 
-MIGRATIONS: list[Migration] = [(1, V1), (2, V2)]
+# Version 3: one shape with PostgreSQL. Named artifacts belong to a session (`session_id`, "" for
+# a store opened without one), as they always have there; a file's existing artifacts go to its
+# session when it holds exactly one.
+V3 = (
+    """CREATE TABLE artifact_refs_v3 (
+        session_id TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        blob_ref TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (session_id, namespace, name)
+    ) WITHOUT ROWID""",
+    """INSERT INTO artifact_refs_v3 (session_id, namespace, name, blob_ref, created_at_ms)
+        SELECT coalesce((SELECT CASE WHEN count(*) = 1 THEN max(session_id) END
+                           FROM (SELECT session_id FROM session_meta UNION SELECT session_id FROM session_head)), ''),
+               namespace, name, blob_ref, created_at_ms
+          FROM artifact_refs""",
+    "DROP TABLE artifact_refs",
+    "ALTER TABLE artifact_refs_v3 RENAME TO artifact_refs",
+)
+
+MIGRATIONS: list[Migration] = [(1, V1), (2, V2), (3, V3)]
 LATEST = MIGRATIONS[-1][0]

@@ -7,9 +7,9 @@ from typing import Any
 
 import msgspec
 
-from ...codec import pack
-from ...errors import ValidationError
-from ...model.queue import (
+from lashstore.codec import pack
+from lashstore.errors import ValidationError
+from lashstore.model.queue import (
     BatchState,
     ClaimBoundary,
     DeliveryPolicy,
@@ -19,10 +19,10 @@ from ...model.queue import (
     QueuedWorkItem,
     SlotPolicy,
 )
-from ...model.session import RuntimeCommit
-from ...rules import queue as rules
-from ...rules import validate as v
-from ..common import decode_payload
+from lashstore.model.session import RuntimeCommit
+from lashstore.rules import queue as rules
+from lashstore.rules import validate as v
+from lashstore.backends.common import decode_payload
 
 __all__ = ["MemoryQueueMixin", "BatchRow"]
 

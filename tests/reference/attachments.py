@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import CorruptRecord, NotFound, ValidationError
-from ...model.attachments import AttachmentIntent, AttachmentManifestEntry, AttachmentMeta, StoredAttachment
-from ...model.blobs import BlobDescriptor, BlobHint, BlobKind
-from ...model.session import RuntimeCommit
-from ...rules import attachments as rules
-from ...rules import validate as v
-from ..common import prepare_blob
+from lashstore.errors import CorruptRecord, NotFound, ValidationError
+from lashstore.model.attachments import AttachmentIntent, AttachmentManifestEntry, AttachmentMeta, StoredAttachment
+from lashstore.model.blobs import BlobDescriptor, BlobHint, BlobKind
+from lashstore.model.session import RuntimeCommit
+from lashstore.rules import attachments as rules
+from lashstore.rules import validate as v
+from lashstore.backends.common import prepare_blob
 
 __all__ = ["MemoryAttachmentMixin", "ManifestRow"]
 
@@ -114,7 +114,7 @@ class MemoryAttachmentMixin:
         self._stamp(commit.session_id, commit.committed_attachment_ids, now)
 
     def attachment_store(self, session_id: str | None = None):
-        from ...attachment_store import AttachmentStore
+        from lashstore.attachment_store import AttachmentStore
 
         return AttachmentStore(self, session_id)
 

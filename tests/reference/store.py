@@ -1,8 +1,8 @@
-"""The session store in plain Python: the reference backend and the oracle of the tests.
+"""The state machines' reference model of a session store, in plain dicts: lashstore 0.1.0's
+hand-written memory backend, kept in tests/ as the oracle (not a product backend).
 
-It follows the SQLite backend decision for decision (both ask `lashstore.rules`), stores every
-record encoded (so nothing the caller mutates later leaks in), and reports the durability tier
-`inline`: it lives as long as the process.
+It asks `lashstore.rules` for every decision, as the engine does, but stores and reads nothing
+through SQL, so a statement of the engine that loses or misreads a row shows as a difference.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from collections.abc import Iterator
 from typing import Any
 
-from ...codec import check_json, pack, pack_canonical
-from ...errors import CorruptRecord, SessionBindingMismatch, SessionDeleted, StoreClosed, ValidationError
-from ...model.blobs import BlobDescriptor, BlobInfo, BlobKind, Compression
-from ...model.session import (
+from lashstore.codec import check_json, pack, pack_canonical
+from lashstore.errors import CorruptRecord, SessionBindingMismatch, SessionDeleted, StoreClosed, ValidationError
+from lashstore.model.blobs import BlobDescriptor, BlobInfo, BlobKind, Compression
+from lashstore.model.session import (
     DurabilityTier,
     GcReport,
     GraphNode,
@@ -35,14 +35,14 @@ from ...model.session import (
     TokenUsage,
     VacuumReport,
 )
-from ...options import StoreOptions
-from ...rules import commit as commit_rules
-from ...rules import graph as graph_rules
-from ...rules import validate as v
-from ...rules.gc import mark_reachable
-from ...rules.picker import Summariser, summarise
-from ...rules.usage import merge_ledger
-from ..common import (
+from lashstore.options import StoreOptions
+from lashstore.rules import commit as commit_rules
+from lashstore.rules import graph as graph_rules
+from lashstore.rules import validate as v
+from lashstore.rules.gc import mark_reachable
+from lashstore.rules.picker import Summariser, summarise
+from lashstore.rules.usage import merge_ledger
+from lashstore.backends.common import (
     assemble_session_read,
     check_scope,
     HeadBody,
@@ -60,11 +60,10 @@ from ..common import (
     prepare_checkpoint,
 )
 
-from .attachments import ManifestRow, MemoryAttachmentMixin
-from .maintenance import MemoryMaintenanceMixin
-from .queue import BatchRow, MemoryQueueMixin
+from reference.attachments import ManifestRow, MemoryAttachmentMixin
+from reference.queue import BatchRow, MemoryQueueMixin
 
-__all__ = ["MemorySessionStore", "MemoryFile"]
+__all__ = ["ReferenceStore", "MemoryFile"]
 
 log = logging.getLogger("lashstore")
 
@@ -109,7 +108,7 @@ class MemoryFile:
     deleted: bool = False
 
 
-class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin, MemoryMaintenanceMixin):
+class ReferenceStore(MemoryQueueMixin, MemoryAttachmentMixin):
     def __init__(
         self,
         *,
@@ -134,7 +133,7 @@ class MemorySessionStore(MemoryQueueMixin, MemoryAttachmentMixin, MemoryMaintena
         self.path = ":memory:"
 
     # -- plumbing ------------------------------------------------------------------------------
-    def __enter__(self) -> "MemorySessionStore":
+    def __enter__(self) -> "ReferenceStore":
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,1 @@
+"""Every public method of the store, written once over a transaction interface (tx.Tx)."""

@@ -1,0 +1,1 @@
+"""A reference model of the session store and its queue for the differential state machines."""
