@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error argparse already printed
-        return e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_USAGE)
+        return e.code if type(e.code) is int else (EXIT_OK if e.code is None else EXIT_USAGE)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

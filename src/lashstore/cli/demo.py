@@ -639,7 +639,7 @@ def _report(console: Any, dep: Deployment, url: str, result: DemoResult) -> None
         head.add_row("tombstoned", Text(f"{nid} (a tool output that printed an API key)"))
     if read.checkpoint is not None:
         cp = read.checkpoint
-        gen = cp.tool_state.get("generation") if isinstance(cp.tool_state, dict) else None
+        gen = cp.tool_state.get("generation") if type(cp.tool_state) is dict else None
         head.add_row("checkpoint state", Text(
             f"tool_state generation {gen}, plugin snapshot revision {cp.plugin_snapshot_revision}, "
             f"execution state {len(cp.execution_state or b'')} bytes"))

@@ -521,7 +521,7 @@ def run_import(args: argparse.Namespace) -> int:
     if args.json:
         render.write_json(summaries)
         return status
-    ok = [s for s in summaries if isinstance(s, ops.TransferSummary)]
+    ok = [s for s in summaries if type(s) is ops.TransferSummary]
     if ok:
         t = _table("Imported", [("session", "left"), ("", "left"), ("head revision", "right"),
                                 ("records", "left"), ("file", "left")])

@@ -83,7 +83,7 @@ def run_queue(args: argparse.Namespace) -> int:
 
 
 def _item_text(payload: Any) -> str:
-    if isinstance(payload, dict) and isinstance(payload.get("content"), str):
+    if type(payload) is dict and type(payload.get("content")) is str:
         return payload["content"]
     return msgspec.json.encode(payload).decode()
 

@@ -108,7 +108,7 @@ def short_ref(ref: str | None, n: int = 12) -> str:
 
 
 def relation_text(relation: SessionRelation | None) -> str:
-    if isinstance(relation, ChildRelation):
+    if type(relation) is ChildRelation:
         return f"child of {relation.parent_session_id}"
     return "root" if relation is not None else "-"
 
@@ -119,15 +119,15 @@ def _clip(text: str, limit: int = PREVIEW_CHARS) -> str:
 
 
 def _content_text(content: Any) -> str:
-    if isinstance(content, str):
+    if type(content) is str:
         return content
-    if isinstance(content, list):
+    if type(content) is list:
         parts = []
         for p in content:
-            if isinstance(p, str):
+            if type(p) is str:
                 parts.append(p)
-            elif isinstance(p, dict):
-                if isinstance(p.get("text"), str):
+            elif type(p) is dict:
+                if type(p.get("text")) is str:
                     parts.append(p["text"])
                 elif p.get("type") in ("image", "image_url", "input_image"):
                     parts.append("[image]")
@@ -139,29 +139,29 @@ def _content_text(content: Any) -> str:
 
 def node_role_text(payload: Any, limit: int = PREVIEW_CHARS) -> tuple[str, str]:
     """(role, first `limit` chars) of a node payload; payloads are the caller's, so anything goes."""
-    if isinstance(payload, dict):
+    if type(payload) is dict:
         for wrapper in ("message", "event"):
-            if isinstance(payload.get(wrapper), dict) and "role" not in payload:
+            if type(payload.get(wrapper)) is dict and "role" not in payload:
                 return node_role_text(payload[wrapper], limit)
         role = str(payload.get("role") or payload.get("kind") or payload.get("type") or "?")
         text = _content_text(payload.get("content", payload.get("parts", payload.get("text"))))
         calls = payload.get("tool_calls")
-        if isinstance(calls, list) and calls:
+        if type(calls) is list and calls:
             shown = []
             for c in calls:
-                fn = c.get("function", c) if isinstance(c, dict) else {}
-                name = fn.get("name", "?") if isinstance(fn, dict) else "?"
-                args = fn.get("arguments", "") if isinstance(fn, dict) else ""
-                if not isinstance(args, str):
+                fn = c.get("function", c) if type(c) is dict else {}
+                name = fn.get("name", "?") if type(fn) is dict else "?"
+                args = fn.get("arguments", "") if type(fn) is dict else ""
+                if type(args) is not str:
                     args = msgspec.json.encode(msgspec.to_builtins(args)).decode()
                 shown.append(f"→ {name}({args})")
             text = (text + " " if text else "") + " ".join(shown)
-        if role == "tool" and isinstance(payload.get("name"), str):
+        if role == "tool" and type(payload.get("name")) is str:
             role = f"tool:{payload['name']}"
         return role, _clip(text, limit)
     if payload is None:
         return "-", ""
-    if isinstance(payload, bytes):
+    if type(payload) is bytes:
         return "bytes", f"{len(payload)} bytes"
     return type(payload).__name__, _clip(msgspec.json.encode(msgspec.to_builtins(payload)).decode(), limit)
 

@@ -196,8 +196,8 @@ def read_dump(lines: Iterable[bytes | str]) -> tuple[ExportHeader, SessionDump]:
         raw = msgspec.json.decode(first)
     except (msgspec.DecodeError, RecursionError):
         raise ImportRefused("format", "the first line is not JSON; this is not a lashstore export file") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        found = raw.get("format") if isinstance(raw, dict) else None
+    if type(raw) is not dict or raw.get("format") != FORMAT:
+        found = raw.get("format") if type(raw) is dict else None
         raise ImportRefused("format", f"not a lashstore session export (format {found!r}, expected {FORMAT!r})")
     version = raw.get("version")
     if version != VERSION:

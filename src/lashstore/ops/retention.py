@@ -128,7 +128,7 @@ def retain(
 ) -> RetentionReport:
     """Apply `policy` to the deployment (or, with `dry_run`, report what it would remove and
     change nothing). A session that cannot be read is skipped and reported, never deleted."""
-    if not isinstance(policy, RetentionPolicy):
+    if type(policy) is not RetentionPolicy:
         raise ValidationError(f"policy must be a RetentionPolicy, got {type(policy).__name__}")
     policy.check()
     report = RetentionReport(dry_run=dry_run, policy=policy)
